@@ -13,6 +13,7 @@ import datasets
 
 from .processing import (
     ProcessedBenchmark,
+    check_protocol,
     process_interactions,
     read_interactions,
     read_item_text,
@@ -92,6 +93,7 @@ class RecBenchmarkBuilder(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         bench = self.processed()
+        check_protocol(bench, self.config.num_candidates, self.config.max_history)
         if self.config.table == "items":
             return [datasets.SplitGenerator(name="items", gen_kwargs={"bench": bench, "split": "items"})]
         return [

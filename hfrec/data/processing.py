@@ -210,11 +210,8 @@ def sample_candidates(sequence: list[int], target: int, num_items: int, num_cand
                       rng: np.random.Generator) -> list[int]:
     """`num_candidates` distinct items: the target at a random position + negatives the user never saw."""
     seen = set(sequence)
-    available = num_items - len(seen)
-    if available < num_candidates - 1:
-        raise ValueError(f"A user has interacted with {len(seen)} of {num_items} items, leaving {available} "
-                         f"negatives for num_candidates={num_candidates}. Fix: lower num_candidates or raise "
-                         "the item filtering so users see a smaller share of the catalogue.")
+    if num_items - len(seen) < num_candidates - 1:
+        raise ValueError(f"only {num_items - len(seen)} unseen items for num_candidates={num_candidates}")
     negatives: list[int] = []
     chosen: set[int] = set()
     while len(negatives) < num_candidates - 1:
@@ -231,12 +228,23 @@ def sample_candidates(sequence: list[int], target: int, num_items: int, num_cand
 _SPLIT_SEED = {"validation": 1, "test": 2}
 
 
-def split_rows(bench: ProcessedBenchmark, split: str, num_candidates: int, seed: int, max_history: int):
-    """Yield the rows of one split (leave-one-out); see docs/CONTRACTS.md for the columns."""
+def check_protocol(bench: ProcessedBenchmark, num_candidates: int, max_history: int) -> None:
+    """Fail before any row is written when a parameter cannot work for this data."""
     if max_history < 1:
         raise ValueError(f"max_history={max_history} must be at least 1.")
     if num_candidates < 2:
         raise ValueError(f"num_candidates={num_candidates} must be at least 2 (the target and one negative).")
+    num_items = len(bench.item_ids)
+    most_seen = max(len(set(seq)) for seq in bench.sequences)
+    if num_items - most_seen < num_candidates - 1:
+        raise ValueError(f"A user has interacted with {most_seen} of {num_items} items, leaving "
+                         f"{num_items - most_seen} negatives for num_candidates={num_candidates}. Fix: lower "
+                         "num_candidates or filter users so nobody sees nearly the whole catalogue.")
+
+
+def split_rows(bench: ProcessedBenchmark, split: str, num_candidates: int, seed: int, max_history: int):
+    """Yield the rows of one split (leave-one-out); see docs/CONTRACTS.md for the columns."""
+    check_protocol(bench, num_candidates, max_history)
     num_items = len(bench.item_ids)
     for user, seq in enumerate(bench.sequences):
         if split == "train":
@@ -256,6 +264,6 @@ def split_rows(bench: ProcessedBenchmark, split: str, num_candidates: int, seed:
 
 
 __all__ = [
-    "CorruptDataError", "Interactions", "ProcessedBenchmark", "k_core_filter", "process_interactions",
+    "CorruptDataError", "Interactions", "check_protocol", "ProcessedBenchmark", "k_core_filter", "process_interactions",
     "read_interactions", "read_item_text", "sample_candidates", "split_rows",
 ]
