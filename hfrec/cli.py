@@ -1,0 +1,165 @@
+"""`hfrec ...`: a thin dispatcher over the library and the training scripts.
+
+    hfrec data stats ml-100k --json
+    hfrec train sr --model sasrec --dataset ml-100k --output-dir runs/sasrec-ml100k
+    hfrec evaluate runs/sasrec-ml100k --dataset ml-100k --protocol full --json
+    hfrec benchmark                       # the main job: every model on one table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EXAMPLES = {
+    "data stats": "hfrec data stats ml-100k --json",
+    "train": "hfrec train sr --model sasrec --dataset ml-100k --output-dir runs/sasrec-ml100k",
+    "evaluate": "hfrec evaluate runs/sasrec-ml100k --dataset ml-100k --protocol full --json",
+    "benchmark": "hfrec benchmark --output-dir runs/benchmark",
+}
+
+# `hfrec train <method> ...` hands the rest of the command line to that method's script.
+TRAINERS = {
+    "sr": "hfrec.trainers.train_sr",
+}
+
+
+def _example(name: str) -> str:
+    return f"example:\n  {EXAMPLES[name]}"
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _data_stats(args) -> int:
+    from .data import load_benchmark
+
+    ds = load_benchmark(args.name, data_dir=args.data_dir)
+    stats = {"dataset": ds.name, "domain": ds.domain, **ds.stats}
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        width = max(map(len, stats))
+        for key, value in stats.items():
+            print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _train(args, rest: list[str]) -> int:
+    import importlib
+
+    if args.method not in TRAINERS:
+        raise SystemExit(f"hfrec train: unknown method {args.method!r}; choose from {sorted(TRAINERS)}")
+    importlib.import_module(TRAINERS[args.method]).main(rest)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from transformers import AutoConfig, AutoModel
+
+    from . import models  # noqa: F401  registers the hfrec model types with the Auto classes
+    from .data import load_benchmark
+    from .trainers.sr_trainer import evaluate_sr_model
+
+    config = AutoConfig.from_pretrained(args.model_dir)
+    max_history = getattr(config, "max_seq_length", 50)
+    ds = load_benchmark(args.dataset, data_dir=args.data_dir, num_candidates=args.num_candidates, seed=args.seed,
+                        max_history=max_history)
+    if getattr(config, "num_items", None) != ds.num_items:
+        raise SystemExit(
+            f"hfrec evaluate: the model in {args.model_dir} was trained on {getattr(config, 'num_items', '?')} "
+            f"items but {ds.name} (as filtered here) has {ds.num_items}. Fix: evaluate on the dataset and "
+            "filtering the model was trained with.")
+    model = AutoModel.from_pretrained(args.model_dir)
+    metrics = evaluate_sr_model(model, ds[args.split], args.protocol, progress=not args.json)
+    result = {"model_dir": args.model_dir, "dataset": ds.name, "split": args.split, "protocol": args.protocol,
+              "num_candidates": args.num_candidates if args.protocol == "candidates" else None,
+              "seed": args.seed, "metrics": metrics}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print("\n".join(f"{k:<8} {v:.4f}" for k, v in metrics.items()))
+    return 0
+
+
+def _benchmark(args) -> int:
+    from .benchmark import run_benchmark
+
+    run_benchmark(output_dir=args.output_dir, dataset=args.dataset, seed=args.seed, preset=args.preset,
+                  methods=args.methods)
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hfrec", description=__doc__, formatter_class=_formatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = commands.add_parser("data", help="inspect benchmarks", epilog=_example("data stats"),
+                               formatter_class=_formatter)
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    stats = data_commands.add_parser("stats", help="counts of a benchmark after the shared protocol",
+                                     epilog=_example("data stats"), formatter_class=_formatter)
+    stats.add_argument("name", help="benchmark name, e.g. ml-100k, ml-1m, amazon-beauty, steam, lastfm, atomic")
+    stats.add_argument("--data-dir", default=None, help="folder of RecBole atomic files (default: fetch)")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.set_defaults(func=_data_stats)
+
+    train = commands.add_parser(
+        "train", help="train a model; options after the method go to its script (see `hfrec train sr --help`)",
+        epilog=_example("train"), formatter_class=_formatter, add_help=True)
+    train.add_argument("method", help=f"what to train: {' | '.join(TRAINERS)}")
+    train.set_defaults(func=_train)
+
+    evaluate = commands.add_parser("evaluate", help="rank a split with a saved SR model, print metrics",
+                                   epilog=_example("evaluate"), formatter_class=_formatter)
+    evaluate.add_argument("model_dir", help="folder written by `hfrec train sr` (or any saved hfrec SR model)")
+    evaluate.add_argument("--dataset", default="ml-100k", help="benchmark the model was trained on")
+    evaluate.add_argument("--data-dir", default=None, help="folder of RecBole atomic files (default: fetch)")
+    evaluate.add_argument("--protocol", choices=("full", "candidates"), default="full",
+                          help="full: rank every item, history masked; candidates: rank the stored lists")
+    evaluate.add_argument("--split", choices=("validation", "test"), default="test")
+    evaluate.add_argument("--num-candidates", type=int, default=20)
+    evaluate.add_argument("--seed", type=int, default=42, help="seed of the stored candidate lists")
+    evaluate.add_argument("--json", action="store_true", help="print JSON on stdout")
+    evaluate.set_defaults(func=_evaluate)
+
+    bench = commands.add_parser("benchmark", help="the main job: train and compare every model on one table",
+                                epilog=_example("benchmark"), formatter_class=_formatter)
+    bench.add_argument("--output-dir", default="runs/benchmark", help="where models and the table go")
+    bench.add_argument("--dataset", default="ml-100k")
+    bench.add_argument("--seed", type=int, default=42)
+    bench.add_argument("--preset", choices=("cpu", "gpu"), default="cpu", help="size of the LLM stages")
+    bench.add_argument("--methods", default=None,
+                       help="comma-separated subset of rows to run (default: all that the preset supports)")
+    bench.set_defaults(func=_benchmark)
+
+    _add_optional_commands(commands)
+    return parser
+
+
+def _add_optional_commands(commands) -> None:
+    """Commands whose modules register themselves (the Hub commands)."""
+    try:
+        from . import hub
+    except ImportError:
+        return
+    for name in ("add_push_parser", "add_pull_parser"):
+        if hasattr(hub, name):
+            getattr(hub, name)(commands)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = make_parser()
+    # `hfrec train METHOD ...`: everything after METHOD belongs to the method's own parser.
+    if len(argv) >= 2 and argv[0] == "train" and not argv[1].startswith("-"):
+        args = parser.parse_args(argv[:2])
+        return args.func(args, argv[2:])
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

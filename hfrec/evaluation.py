@@ -1,0 +1,113 @@
+"""Honest evaluation of any scorer on a benchmark split, by the two protocols of METHODS.md:
+`full` (score every item, mask the user's history) and `candidates` (rank the stored candidate lists).
+
+SR models, the popularity baseline and the LLM methods all go through `evaluate_scorer`, so every row
+of the comparison table is computed the same way.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import training_sequences
+from .metrics import DEFAULT_KS, candidate_target_index, metrics_from_ranks, target_ranks
+
+PROTOCOLS = ("full", "candidates")
+
+# A scorer maps a batch of rows (dict of lists, as `Dataset[a:b]` returns) to (B, num_items + 1) scores
+# for the `full` protocol, or (B, C) scores aligned with `rows["candidates"]` for `candidates`.
+Scorer = Callable[[dict, str], torch.Tensor]
+
+
+def left_pad(sequences: Sequence[Sequence[int]], max_length: int | None = None, pad: int = 0) -> torch.Tensor:
+    """Stack id lists into a (B, L) tensor, keeping the most recent `max_length` ids, padded on the left."""
+    if max_length is not None:
+        sequences = [list(s)[-max_length:] if max_length > 0 else [] for s in sequences]
+    width = max((len(s) for s in sequences), default=0)
+    out = torch.full((len(sequences), max(width, 1)), pad, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if len(seq):
+            out[row, out.shape[1] - len(seq):] = torch.as_tensor(list(seq), dtype=torch.long)
+    return out
+
+
+def check_protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown protocol {protocol!r}: use one of {PROTOCOLS}.")
+    return protocol
+
+
+@torch.no_grad()
+def ranks_of(scorer: Scorer, rows, protocol: str, batch_size: int = 256, progress: bool = True,
+             desc: str = "ranking") -> torch.Tensor:
+    """0-based rank of every row's target under `scorer` (history masked for `full`)."""
+    check_protocol(protocol)
+    all_ranks = []
+    for start in tqdm(range(0, len(rows), batch_size), desc=f"{desc} ({protocol})", disable=not progress,
+                      leave=False):
+        batch = rows[start:start + batch_size]
+        scores = scorer(batch, protocol).float().cpu()
+        targets = torch.as_tensor(batch["target"])
+        if protocol == "full":
+            all_ranks.append(target_ranks(scores, targets, exclude=left_pad(batch["full_history"])))
+        else:
+            candidates = torch.as_tensor(batch["candidates"])
+            if scores.shape != candidates.shape:
+                raise ValueError(f"scorer returned {tuple(scores.shape)} scores for candidates of shape "
+                                 f"{tuple(candidates.shape)}")
+            all_ranks.append(target_ranks(scores, candidate_target_index(candidates, targets)))
+    return torch.cat(all_ranks) if all_ranks else torch.empty(0, dtype=torch.long)
+
+
+def evaluate_scorer(scorer: Scorer, rows, protocol: str, ks=DEFAULT_KS, batch_size: int = 256,
+                    progress: bool = True, desc: str = "ranking") -> dict[str, float]:
+    return metrics_from_ranks(ranks_of(scorer, rows, protocol, batch_size, progress, desc), ks)
+
+
+def sr_model_scorer(model, max_seq_length: int | None = None) -> Scorer:
+    """Scorer for any hfrec SR model (the `predict_scores` / `score_candidates` contract)."""
+    length = max_seq_length or getattr(model.config, "max_seq_length", None)
+    device = next(model.parameters()).device
+
+    def score(batch: dict, protocol: str) -> torch.Tensor:
+        model.eval()
+        input_ids = left_pad(batch["history"], length).to(device)
+        if protocol == "full":
+            return model.predict_scores(input_ids)
+        return model.score_candidates(input_ids, torch.as_tensor(batch["candidates"], device=device))
+
+    return score
+
+
+def popularity_scorer(train_rows, num_items: int) -> Scorer:
+    """Most-popular baseline: an item's score is its count of training interactions."""
+    counts = torch.zeros(num_items + 1)
+    for sequence in training_sequences(train_rows):
+        counts.index_add_(0, torch.as_tensor(sequence), torch.ones(len(sequence)))
+    counts[0] = float("-inf")
+
+    def score(batch: dict, protocol: str) -> torch.Tensor:
+        if protocol == "full":
+            return counts.expand(len(batch["target"]), -1)
+        return counts[torch.as_tensor(batch["candidates"])]
+
+    return score
+
+
+def evaluation_record(metrics: dict, *, dataset: str, split: str, protocol: str, num_candidates: int, seed: int,
+                      model_type: str, num_users: int, command: str | None = None, **extra) -> dict:
+    """One entry of `eval_results.json` (docs/CONTRACTS.md); model cards read these."""
+    return {
+        "dataset": dataset, "split": split, "protocol": protocol,
+        "num_candidates": num_candidates if protocol == "candidates" else None,
+        "seed": seed, "model_type": model_type, "metrics": metrics, "num_users": num_users,
+        "command": command, "date": datetime.date.today().isoformat(), **extra,
+    }
+
+
+__all__ = ["PROTOCOLS", "Scorer", "evaluate_scorer", "evaluation_record", "left_pad", "popularity_scorer",
+           "ranks_of", "sr_model_scorer"]
