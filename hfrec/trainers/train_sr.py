@@ -28,7 +28,7 @@ from ..evaluation import evaluation_record
 from ..models import SR_MODELS
 from .sr_config import SRTrainingConfig
 from .sr_trainer import SRTrainer, evaluate_sr_model
-from ..utils import atomic_write_json
+from ..utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger("hfrec.train_sr")
 
@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.time() - started
     trainer.save_model(args.output_dir)
+    if trainer.is_world_process_zero():
+        # Trainer pickles its arguments next to the model; keep a JSON copy instead (nothing loads pickles).
+        Path(args.output_dir, "training_args.bin").unlink(missing_ok=True)
+        atomic_write_text(Path(args.output_dir) / "training_args.json", args.to_json_string())
 
     command = "python trainers/train_sr.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     records = []
