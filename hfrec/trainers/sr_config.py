@@ -15,7 +15,7 @@ class SRTrainingConfig(TrainingArguments):
     Defaults that differ from `TrainingArguments` (all in one place, as TRL's configs do):
     epochs 200 with early stopping (patience 10) on validation NDCG@10 over the full catalogue, evaluation
     and checkpoints every epoch, the best checkpoint restored at the end, batch 128 sequences, learning rate
-    1e-3 constant (RecBole's Adam setting), no weight decay, no report_to, at most 2 checkpoints kept.
+    1e-3 constant (RecBole's Adam setting), no weight decay, no report_to, at most 2 checkpoints kept, no pinned memory.
     """
 
     output_dir: str | None = field(default=None, metadata={"help": "Where the model, checkpoints and eval_results.json go."})
@@ -34,6 +34,7 @@ class SRTrainingConfig(TrainingArguments):
     greater_is_better: bool | None = field(default=True, metadata={"help": "Higher metric is better."})
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Experiment trackers (none by default)."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep our collated columns."})
+    dataloader_pin_memory: bool = field(default=False, metadata={"help": "Pin batches (they are tiny id tensors)."})
 
     # hfrec's own settings
     early_stopping_patience: int = field(default=10, metadata={"help": "Evaluations without improvement before stopping (0: off)."})
