@@ -1,0 +1,292 @@
+# Copyright 2026 The hfrec authors. Licensed under the Apache License, Version 2.0.
+"""PyTorch GRU4Rec (Hidasi et al., ICLR 2016; Tan et al., DLRS 2016) as implemented by RecBole.
+
+Same layers, names and initialisation as RecBole's `GRU4Rec` (item embedding with padding 0 -> dropout ->
+bias-free GRU -> dense back to the embedding size; scores = output @ item_embedding^T; xavier init), so a
+RecBole GRU4Rec `state_dict` loads with `strict=True`.
+
+Left padding: a GRU that first reads padding starts the real sequence from a different state, so inputs are
+rolled to RIGHT padding internally (real items first), run through the GRU, and rolled back. The output at
+every real position is therefore exactly what the unpadded sequence gives, whatever the amount of padding.
+
+This file is self-contained (only single-dot relative imports) so that `save_pretrained` can copy it
+next to the weights and `AutoModel.from_pretrained(..., trust_remote_code=True)` works without hfrec.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput, logging
+
+from .configuration_gru4rec import GRU4RecConfig
+
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class SequentialRecommenderOutput(ModelOutput):
+    r"""
+    Output of the hfrec sequential recommenders (SASRec, GRU4Rec, Caser).
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
+            Mean cross-entropy over all N items at every labelled position.
+        logits (`torch.FloatTensor` of shape `(batch_size, seq_len, num_items + 1)`, *optional*):
+            Next-item scores at every position (column 0, padding, is `-inf`). Returned when `labels` is
+            absent or `return_logits=True`.
+        hidden_states (`torch.FloatTensor` of shape `(batch_size, seq_len, hidden)`):
+            The sequence representation at every position (what is dotted with the item embeddings).
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    hidden_states: torch.FloatTensor | None = None
+
+
+class SequentialRecommenderMixin:
+    """The hfrec sequential-recommender contract on top of `encode` (B, L) -> (B, L, H) and `item_embedding`.
+
+    Kept verbatim in `modeling_sasrec.py`, `modeling_gru4rec.py` and `modeling_caser.py` (each model folder
+    must stay self-contained for `trust_remote_code`); a test checks that the three copies are identical.
+    """
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, then CPU weights are copied out of the safetensors file mapping.
+
+        Mapped tensors sit at unaligned addresses, for which CPU kernels take other SIMD paths and the scores
+        differ in the last bit; aligned copies make a loaded model score exactly like the one that was saved.
+        """
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        with torch.no_grad():
+            for tensor in [*model.parameters(), *model.buffers()]:
+                if tensor.device.type == "cpu" and tensor.data_ptr() % 64:
+                    tensor.data = tensor.data.clone()
+        return loaded
+
+    def _check_ids(self, ids: torch.Tensor, what: str):
+        num_items = self.config.num_items
+        if ids.numel() == 0:
+            return
+        low, high = int(ids.min()), int(ids.max())
+        bad = high if high > num_items else (low if low < 0 else None)
+        if bad is not None:
+            raise ValueError(
+                f"{what}: item id {bad} out of range for num_items={num_items} (valid ids are 1..{num_items}, "
+                f"0 = padding); the saved model was trained on a dataset with {num_items} items, so ids must come "
+                f"from that dataset's item table."
+            )
+
+    def _prepare_inputs(self, input_ids, attention_mask=None, truncate=False):
+        if not isinstance(input_ids, torch.Tensor):
+            input_ids = torch.as_tensor(input_ids)
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}.")
+        input_ids = input_ids.to(device=self.item_embedding.weight.device, dtype=torch.long)
+        self._check_ids(input_ids, "input_ids")
+        mask = input_ids != 0
+        if attention_mask is not None:
+            mask = mask & attention_mask.to(device=input_ids.device).bool()
+            input_ids = input_ids.masked_fill(~mask, 0)
+        if input_ids.shape[1] > 1 and bool((mask[:, 1:] < mask[:, :-1]).any()):
+            raise ValueError(
+                "input_ids must be LEFT-padded with 0 (oldest item first, most recent item last, padding only "
+                "before the first item); found padding after an item."
+            )
+        if truncate and input_ids.shape[1] > self.config.max_seq_length:
+            input_ids = input_ids[:, -self.config.max_seq_length:]
+            mask = mask[:, -self.config.max_seq_length:]
+        return input_ids, mask
+
+    def _all_item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        scores = hidden @ self.item_embedding.weight.t()
+        scores[..., 0] = float("-inf")
+        return scores
+
+    def _loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        labels = labels.to(device=hidden.device, dtype=torch.long)
+        if labels.shape != hidden.shape[:2]:
+            raise ValueError(f"labels must have shape {tuple(hidden.shape[:2])} like input_ids, got {tuple(labels.shape)}.")
+        valid = labels > 0
+        if bool(((labels < 0) & (labels != -100)).any()):
+            raise ValueError("labels must be item ids 1..N, or -100 / 0 for positions without a target.")
+        self._check_ids(labels[valid], "labels")
+        states = hidden[valid]
+        targets = labels[valid] - 1  # column j of the item matrix below is item j + 1
+        if targets.numel() == 0:
+            return hidden.sum() * 0.0
+        weight = self.item_embedding.weight[1:]
+        chunk = self.config.loss_chunk_size
+        if chunk is None or targets.numel() <= chunk:
+            return F.cross_entropy((states @ weight.t()).float(), targets)
+        total = states.new_zeros((), dtype=torch.float32)
+        for start in range(0, targets.numel(), chunk):
+            total = total + checkpoint(
+                self._cross_entropy_sum, states[start:start + chunk], weight, targets[start:start + chunk],
+                use_reentrant=False,
+            )
+        return total / targets.numel()
+
+    @staticmethod
+    def _cross_entropy_sum(states: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy((states @ weight.t()).float(), targets, reduction="sum")
+
+    def _last_hidden(self, input_ids: torch.LongTensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.encode(input_ids, mask)[:, -1]
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        return_logits: bool | None = None,
+    ) -> SequentialRecommenderOutput:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`): left-padded item ids (0 = padding).
+            attention_mask (`torch.Tensor` of shape `(batch_size, seq_len)`, *optional*): derived from
+                `input_ids != 0` when absent.
+            labels (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*): the next item after each
+                position; `-100` and `0` are ignored.
+            return_logits (`bool`, *optional*): return the (B, L, N+1) logits; defaults to `labels is None`.
+        """
+        input_ids, mask = self._prepare_inputs(input_ids, attention_mask)
+        hidden = self.encode(input_ids, mask)
+        loss = self._loss(hidden, labels) if labels is not None else None
+        if return_logits is None:
+            return_logits = labels is None
+        logits = self._all_item_scores(hidden) if return_logits else None
+        return SequentialRecommenderOutput(loss=loss, logits=logits, hidden_states=hidden)
+
+    def _warn_if_training(self):
+        if self.training:
+            logger.warning_once(
+                f"{type(self).__name__} is in training mode: dropout is active, so scores are random. "
+                "Call model.eval() before predicting."
+            )
+
+    def predict_scores(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N+1) next-item scores from the last `max_seq_length` items; column 0 (padding) is `-inf`."""
+        self._warn_if_training()
+        input_ids, mask = self._prepare_inputs(input_ids, attention_mask, truncate=True)
+        return self._all_item_scores(self._last_hidden(input_ids, mask))
+
+    def score_candidates(
+        self, input_ids: torch.LongTensor, candidates: torch.LongTensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, C) scores of the given candidate ids (equal to gathering `predict_scores`; id 0 scores `-inf`)."""
+        self._warn_if_training()
+        input_ids, mask = self._prepare_inputs(input_ids, attention_mask, truncate=True)
+        candidates = torch.as_tensor(candidates).to(device=input_ids.device, dtype=torch.long)
+        if candidates.dim() != 2 or candidates.shape[0] != input_ids.shape[0]:
+            raise ValueError(
+                f"candidates must have shape (batch={input_ids.shape[0]}, num_candidates), got {tuple(candidates.shape)}."
+            )
+        self._check_ids(candidates, "candidates")
+        last = self._last_hidden(input_ids, mask)
+        scores = torch.einsum("bh,bch->bc", last, self.item_embedding(candidates))
+        return scores.masked_fill(candidates == 0, float("-inf"))
+
+    @torch.no_grad()
+    def top_k(
+        self,
+        input_ids: torch.LongTensor,
+        k: int,
+        exclude: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.LongTensor:
+        """(B, k) ids of the k best next items, best first; `exclude` (B, M), 0-padded, lists ids never to
+        return (e.g. the user's history for full ranking)."""
+        if not 1 <= k <= self.config.num_items:
+            raise ValueError(f"k must be in 1..num_items={self.config.num_items}, got k={k}.")
+        scores = self.predict_scores(input_ids, attention_mask)
+        if exclude is not None:
+            exclude = torch.as_tensor(exclude).to(device=scores.device, dtype=torch.long)
+            if exclude.dim() != 2 or exclude.shape[0] != scores.shape[0]:
+                raise ValueError(f"exclude must have shape (batch={scores.shape[0]}, M), got {tuple(exclude.shape)}.")
+            self._check_ids(exclude, "exclude")
+            scores = scores.scatter(1, exclude, float("-inf"))
+        return scores.topk(k, dim=1).indices
+
+
+class GRU4RecPreTrainedModel(PreTrainedModel):
+    config: GRU4RecConfig
+    config_class = GRU4RecConfig
+    base_model_prefix = "gru4rec"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    accepts_loss_kwargs = False
+
+    def _init_weights(self, module):
+        """RecBole's init: xavier-normal item embedding, xavier-uniform GRU weights (all layers; RecBole
+        covers layer 0 only), PyTorch's default for `dense`; the padding row of the item embedding is zeroed."""
+        if isinstance(module, nn.Embedding):
+            init.xavier_normal_(module.weight)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.GRU):
+            for name, param in module.named_parameters():
+                if name.startswith("weight"):
+                    init.xavier_uniform_(param)
+                else:
+                    init.zeros_(param)
+        elif isinstance(module, nn.Linear):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                bound = 1.0 / math.sqrt(module.weight.shape[1])
+                init.uniform_(module.bias, -bound, bound)
+
+
+class GRU4RecModel(SequentialRecommenderMixin, GRU4RecPreTrainedModel):
+    r"""
+    GRU4Rec with the hfrec sequential-recommender contract:
+
+    - `input_ids` (B, L): item ids, LEFT-padded with 0 (most recent item last);
+    - `forward(input_ids, attention_mask=None, labels=None)`: `labels` (B, L) are next-item ids per position
+      (`-100` and `0` ignored); the loss is the cross-entropy over all N items at every labelled position,
+      computed in one pass;
+    - `predict_scores`, `score_candidates`, `top_k` for inference (call `model.eval()` first).
+    """
+
+    def __init__(self, config: GRU4RecConfig):
+        super().__init__(config)
+        self.item_embedding = nn.Embedding(config.num_items + 1, config.embedding_size, padding_idx=0)
+        self.emb_dropout = nn.Dropout(config.dropout_prob)
+        self.gru_layers = nn.GRU(
+            input_size=config.embedding_size,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_hidden_layers,
+            bias=False,
+            batch_first=True,
+        )
+        self.dense = nn.Linear(config.hidden_size, config.embedding_size)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.item_embedding
+
+    def set_input_embeddings(self, value: nn.Embedding):
+        self.item_embedding = value
+
+    def encode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) checked left-padded ids + bool mask -> (B, L, embedding_size) sequence representations."""
+        hidden = self.emb_dropout(self.item_embedding(input_ids))
+        length = input_ids.shape[1]
+        num_pad = length - attention_mask.sum(dim=1, keepdim=True)  # (B, 1)
+        steps = torch.arange(length, device=input_ids.device)[None]
+        to_right = ((steps + num_pad) % length)[..., None].expand_as(hidden)  # right[j] = left[j + pad]
+        output, _ = self.gru_layers(hidden.gather(1, to_right))
+        output = self.dense(output)
+        to_left = ((steps - num_pad) % length)[..., None].expand(-1, -1, output.shape[-1])  # left[t] = right[t - pad]
+        return output.gather(1, to_left)
+
+
+__all__ = ["GRU4RecModel", "GRU4RecPreTrainedModel", "SequentialRecommenderOutput"]

@@ -1,0 +1,361 @@
+# Copyright 2026 The hfrec authors. Licensed under the Apache License, Version 2.0.
+"""PyTorch SASRec (Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018).
+
+Layer order, module names and initialisation follow RecBole's `SASRec` / `TransformerEncoder`
+(post-LN blocks: attention -> dropout -> LayerNorm(x + .), feed-forward -> dropout -> LayerNorm(x + .);
+embedding LayerNorm + dropout before the first block; scores = hidden @ item_embedding^T), so a RecBole
+SASRec `state_dict` loads with `strict=True`.
+
+Positions: inputs are LEFT-padded, but position ids are counted from the oldest real item of each row
+(position 0 = oldest item in the window, like RecBole's right-padded layout). With causal attention this
+makes the output at step t a function of items 0..t only, so (a) the one-pass training over all positions
+equals training on each prefix separately, (b) the result does not depend on how much left padding a
+batch has, and (c) RecBole checkpoints keep their meaning.
+
+This file is self-contained (only single-dot relative imports) so that `save_pretrained` can copy it
+next to the weights and `AutoModel.from_pretrained(..., trust_remote_code=True)` works without hfrec.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.utils import ModelOutput, logging
+
+from .configuration_sasrec import SASRecConfig
+
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class SequentialRecommenderOutput(ModelOutput):
+    r"""
+    Output of the hfrec sequential recommenders (SASRec, GRU4Rec, Caser).
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
+            Mean cross-entropy over all N items at every labelled position.
+        logits (`torch.FloatTensor` of shape `(batch_size, seq_len, num_items + 1)`, *optional*):
+            Next-item scores at every position (column 0, padding, is `-inf`). Returned when `labels` is
+            absent or `return_logits=True`.
+        hidden_states (`torch.FloatTensor` of shape `(batch_size, seq_len, hidden)`):
+            The sequence representation at every position (what is dotted with the item embeddings).
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    hidden_states: torch.FloatTensor | None = None
+
+
+class SASRecAttention(nn.Module):
+    """RecBole's `MultiHeadAttention` (post-LN), computed with `scaled_dot_product_attention`."""
+
+    def __init__(self, config: SASRecConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.attn_dropout_prob = config.attention_probs_dropout_prob
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.out_dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        batch, length, hidden = hidden_states.shape
+        shape = (batch, length, self.num_heads, self.head_dim)
+        query = self.query(hidden_states).view(shape).transpose(1, 2)
+        key = self.key(hidden_states).view(shape).transpose(1, 2)
+        value = self.value(hidden_states).view(shape).transpose(1, 2)
+        context = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask,
+            dropout_p=self.attn_dropout_prob if self.training else 0.0,
+        )
+        context = context.transpose(1, 2).reshape(batch, length, hidden)
+        output = self.out_dropout(self.dense(context))
+        return self.LayerNorm(output + hidden_states)
+
+
+class SASRecFeedForward(nn.Module):
+    """RecBole's `FeedForward`: dense_1 -> act -> dense_2 -> dropout -> LayerNorm(x + .)."""
+
+    def __init__(self, config: SASRecConfig):
+        super().__init__()
+        self.dense_1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = ACT2FN[config.hidden_act]
+        self.dense_2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        output = self.dense_2(self.intermediate_act_fn(self.dense_1(hidden_states)))
+        return self.LayerNorm(self.dropout(output) + hidden_states)
+
+
+class SASRecLayer(nn.Module):
+    def __init__(self, config: SASRecConfig):
+        super().__init__()
+        self.multi_head_attention = SASRecAttention(config)
+        self.feed_forward = SASRecFeedForward(config)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.feed_forward(self.multi_head_attention(hidden_states, attention_mask))
+
+
+class SASRecEncoder(nn.Module):
+    def __init__(self, config: SASRecConfig):
+        super().__init__()
+        self.layer = nn.ModuleList([SASRecLayer(config) for _ in range(config.num_hidden_layers)])
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        for layer in self.layer:
+            hidden_states = layer(hidden_states, attention_mask)
+        return hidden_states
+
+
+class SequentialRecommenderMixin:
+    """The hfrec sequential-recommender contract on top of `encode` (B, L) -> (B, L, H) and `item_embedding`.
+
+    Kept verbatim in `modeling_sasrec.py`, `modeling_gru4rec.py` and `modeling_caser.py` (each model folder
+    must stay self-contained for `trust_remote_code`); a test checks that the three copies are identical.
+    """
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, then CPU weights are copied out of the safetensors file mapping.
+
+        Mapped tensors sit at unaligned addresses, for which CPU kernels take other SIMD paths and the scores
+        differ in the last bit; aligned copies make a loaded model score exactly like the one that was saved.
+        """
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        with torch.no_grad():
+            for tensor in [*model.parameters(), *model.buffers()]:
+                if tensor.device.type == "cpu" and tensor.data_ptr() % 64:
+                    tensor.data = tensor.data.clone()
+        return loaded
+
+    def _check_ids(self, ids: torch.Tensor, what: str):
+        num_items = self.config.num_items
+        if ids.numel() == 0:
+            return
+        low, high = int(ids.min()), int(ids.max())
+        bad = high if high > num_items else (low if low < 0 else None)
+        if bad is not None:
+            raise ValueError(
+                f"{what}: item id {bad} out of range for num_items={num_items} (valid ids are 1..{num_items}, "
+                f"0 = padding); the saved model was trained on a dataset with {num_items} items, so ids must come "
+                f"from that dataset's item table."
+            )
+
+    def _prepare_inputs(self, input_ids, attention_mask=None, truncate=False):
+        if not isinstance(input_ids, torch.Tensor):
+            input_ids = torch.as_tensor(input_ids)
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}.")
+        input_ids = input_ids.to(device=self.item_embedding.weight.device, dtype=torch.long)
+        self._check_ids(input_ids, "input_ids")
+        mask = input_ids != 0
+        if attention_mask is not None:
+            mask = mask & attention_mask.to(device=input_ids.device).bool()
+            input_ids = input_ids.masked_fill(~mask, 0)
+        if input_ids.shape[1] > 1 and bool((mask[:, 1:] < mask[:, :-1]).any()):
+            raise ValueError(
+                "input_ids must be LEFT-padded with 0 (oldest item first, most recent item last, padding only "
+                "before the first item); found padding after an item."
+            )
+        if truncate and input_ids.shape[1] > self.config.max_seq_length:
+            input_ids = input_ids[:, -self.config.max_seq_length:]
+            mask = mask[:, -self.config.max_seq_length:]
+        return input_ids, mask
+
+    def _all_item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        scores = hidden @ self.item_embedding.weight.t()
+        scores[..., 0] = float("-inf")
+        return scores
+
+    def _loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        labels = labels.to(device=hidden.device, dtype=torch.long)
+        if labels.shape != hidden.shape[:2]:
+            raise ValueError(f"labels must have shape {tuple(hidden.shape[:2])} like input_ids, got {tuple(labels.shape)}.")
+        valid = labels > 0
+        if bool(((labels < 0) & (labels != -100)).any()):
+            raise ValueError("labels must be item ids 1..N, or -100 / 0 for positions without a target.")
+        self._check_ids(labels[valid], "labels")
+        states = hidden[valid]
+        targets = labels[valid] - 1  # column j of the item matrix below is item j + 1
+        if targets.numel() == 0:
+            return hidden.sum() * 0.0
+        weight = self.item_embedding.weight[1:]
+        chunk = self.config.loss_chunk_size
+        if chunk is None or targets.numel() <= chunk:
+            return F.cross_entropy((states @ weight.t()).float(), targets)
+        total = states.new_zeros((), dtype=torch.float32)
+        for start in range(0, targets.numel(), chunk):
+            total = total + checkpoint(
+                self._cross_entropy_sum, states[start:start + chunk], weight, targets[start:start + chunk],
+                use_reentrant=False,
+            )
+        return total / targets.numel()
+
+    @staticmethod
+    def _cross_entropy_sum(states: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy((states @ weight.t()).float(), targets, reduction="sum")
+
+    def _last_hidden(self, input_ids: torch.LongTensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.encode(input_ids, mask)[:, -1]
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        return_logits: bool | None = None,
+    ) -> SequentialRecommenderOutput:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`): left-padded item ids (0 = padding).
+            attention_mask (`torch.Tensor` of shape `(batch_size, seq_len)`, *optional*): derived from
+                `input_ids != 0` when absent.
+            labels (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*): the next item after each
+                position; `-100` and `0` are ignored.
+            return_logits (`bool`, *optional*): return the (B, L, N+1) logits; defaults to `labels is None`.
+        """
+        input_ids, mask = self._prepare_inputs(input_ids, attention_mask)
+        hidden = self.encode(input_ids, mask)
+        loss = self._loss(hidden, labels) if labels is not None else None
+        if return_logits is None:
+            return_logits = labels is None
+        logits = self._all_item_scores(hidden) if return_logits else None
+        return SequentialRecommenderOutput(loss=loss, logits=logits, hidden_states=hidden)
+
+    def _warn_if_training(self):
+        if self.training:
+            logger.warning_once(
+                f"{type(self).__name__} is in training mode: dropout is active, so scores are random. "
+                "Call model.eval() before predicting."
+            )
+
+    def predict_scores(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N+1) next-item scores from the last `max_seq_length` items; column 0 (padding) is `-inf`."""
+        self._warn_if_training()
+        input_ids, mask = self._prepare_inputs(input_ids, attention_mask, truncate=True)
+        return self._all_item_scores(self._last_hidden(input_ids, mask))
+
+    def score_candidates(
+        self, input_ids: torch.LongTensor, candidates: torch.LongTensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, C) scores of the given candidate ids (equal to gathering `predict_scores`; id 0 scores `-inf`)."""
+        self._warn_if_training()
+        input_ids, mask = self._prepare_inputs(input_ids, attention_mask, truncate=True)
+        candidates = torch.as_tensor(candidates).to(device=input_ids.device, dtype=torch.long)
+        if candidates.dim() != 2 or candidates.shape[0] != input_ids.shape[0]:
+            raise ValueError(
+                f"candidates must have shape (batch={input_ids.shape[0]}, num_candidates), got {tuple(candidates.shape)}."
+            )
+        self._check_ids(candidates, "candidates")
+        last = self._last_hidden(input_ids, mask)
+        scores = torch.einsum("bh,bch->bc", last, self.item_embedding(candidates))
+        return scores.masked_fill(candidates == 0, float("-inf"))
+
+    @torch.no_grad()
+    def top_k(
+        self,
+        input_ids: torch.LongTensor,
+        k: int,
+        exclude: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.LongTensor:
+        """(B, k) ids of the k best next items, best first; `exclude` (B, M), 0-padded, lists ids never to
+        return (e.g. the user's history for full ranking)."""
+        if not 1 <= k <= self.config.num_items:
+            raise ValueError(f"k must be in 1..num_items={self.config.num_items}, got k={k}.")
+        scores = self.predict_scores(input_ids, attention_mask)
+        if exclude is not None:
+            exclude = torch.as_tensor(exclude).to(device=scores.device, dtype=torch.long)
+            if exclude.dim() != 2 or exclude.shape[0] != scores.shape[0]:
+                raise ValueError(f"exclude must have shape (batch={scores.shape[0]}, M), got {tuple(exclude.shape)}.")
+            self._check_ids(exclude, "exclude")
+            scores = scores.scatter(1, exclude, float("-inf"))
+        return scores.topk(k, dim=1).indices
+
+
+class SASRecPreTrainedModel(PreTrainedModel):
+    config: SASRecConfig
+    config_class = SASRecConfig
+    base_model_prefix = "sasrec"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    accepts_loss_kwargs = False
+    _no_split_modules = ["SASRecLayer"]
+
+    def _init_weights(self, module):
+        """RecBole's init: normal(0, initializer_range) for linear and embedding weights, zero biases,
+        unit LayerNorm; the padding row of the item embedding is zeroed (RecBole leaves it random)."""
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+
+class SASRecModel(SequentialRecommenderMixin, SASRecPreTrainedModel):
+    r"""
+    SASRec with the hfrec sequential-recommender contract:
+
+    - `input_ids` (B, L): item ids, LEFT-padded with 0 (most recent item last);
+    - `forward(input_ids, attention_mask=None, labels=None)`: `labels` (B, L) are next-item ids per position
+      (`-100` and `0` ignored); the loss is the cross-entropy over all N items at every labelled position,
+      computed in one pass;
+    - `predict_scores`, `score_candidates`, `top_k` for inference (call `model.eval()` first).
+    """
+
+    def __init__(self, config: SASRecConfig):
+        super().__init__(config)
+        self.item_embedding = nn.Embedding(config.num_items + 1, config.hidden_size, padding_idx=0)
+        self.position_embedding = nn.Embedding(config.max_seq_length, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.trm_encoder = SASRecEncoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.item_embedding
+
+    def set_input_embeddings(self, value: nn.Embedding):
+        self.item_embedding = value
+
+    def encode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) checked left-padded ids + bool mask -> (B, L, hidden) sequence representations."""
+        lengths = attention_mask.sum(dim=1)
+        if lengths.numel() and int(lengths.max()) > self.config.max_seq_length:
+            raise ValueError(
+                f"a sequence has {int(lengths.max())} items but SASRec's max_seq_length="
+                f"{self.config.max_seq_length}; keep the last {self.config.max_seq_length} items of each history."
+            )
+        # Position 0 = oldest real item of the row (see module docstring); padding gets 0 and is masked.
+        position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+        hidden = self.item_embedding(input_ids) + self.position_embedding(position_ids)
+        hidden = self.dropout(self.LayerNorm(hidden))
+        length = input_ids.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()
+        # Real queries see real keys up to themselves; a padding query sees only itself (keeps SDPA finite).
+        mask = (causal[None] & attention_mask[:, None, :]) | torch.eye(length, dtype=torch.bool, device=input_ids.device)
+        return self.trm_encoder(hidden, mask[:, None])
+
+
+__all__ = ["SASRecModel", "SASRecPreTrainedModel", "SequentialRecommenderOutput"]
