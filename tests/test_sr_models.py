@@ -314,11 +314,19 @@ def test_auto_classes_know_the_model_types():
 # ---------------------------------------------------------------------------------------------- errors
 
 
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_config_builds_without_arguments_but_model_needs_num_items(model_type):
+    config_class, model_class = SR_MODELS[model_type]
+    config = config_class()  # transformers builds a default config to diff against when saving
+    with pytest.raises(ValueError, match="num_items must be >= 1"):
+        model_class(config)
+
+
 @pytest.mark.parametrize(
     "config_class, kwargs, field",
     [
         (SASRecConfig, dict(hidden_size=10, num_attention_heads=3), "num_attention_heads"),
-        (SASRecConfig, dict(num_items=0), "num_items"),
+        (SASRecConfig, dict(num_items=-1), "num_items"),
         (SASRecConfig, dict(max_seq_length=0), "max_seq_length"),
         (SASRecConfig, dict(hidden_dropout_prob=1.0), "hidden_dropout_prob"),
         (SASRecConfig, dict(attention_probs_dropout_prob=-0.1), "attention_probs_dropout_prob"),

@@ -41,7 +41,7 @@ class CaserConfig(PreTrainedConfig):
 
     model_type = "caser"
 
-    num_items: int
+    num_items: int = 0  # 0 = not set yet; transformers builds a default config when saving
     max_seq_length: int = 50
     window_size: int = 5
     embedding_size: int = 64
@@ -57,7 +57,9 @@ class CaserConfig(PreTrainedConfig):
 
     def _check_sizes(self):
         """Raise a `ValueError` naming the offending field, its value and how to fix it."""
-        for name in ("num_items", "max_seq_length", "window_size", "embedding_size"):
+        if self.num_items < 0:
+            raise ValueError(f"CaserConfig.num_items must be >= 1 (the dataset's item count), got num_items={self.num_items}.")
+        for name in ("max_seq_length", "window_size", "embedding_size"):
             value = getattr(self, name)
             if value < 1:
                 raise ValueError(f"CaserConfig.{name} must be >= 1, got {name}={value}.")

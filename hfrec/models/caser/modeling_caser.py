@@ -264,6 +264,9 @@ class CaserModel(SequentialRecommenderMixin, CaserPreTrainedModel):
 
     def __init__(self, config: CaserConfig):
         super().__init__(config)
+        if config.num_items < 1:
+            raise ValueError(f"CaserConfig.num_items must be >= 1 (the dataset's item count), got "
+                             f"num_items={config.num_items}; build the config with num_items=dataset.num_items.")
         window, dim = config.window_size, config.embedding_size
         self.item_embedding = nn.Embedding(config.num_items + 1, dim, padding_idx=0)
         self.conv_v = (

@@ -32,7 +32,7 @@ class GRU4RecConfig(PreTrainedConfig):
 
     model_type = "gru4rec"
 
-    num_items: int
+    num_items: int = 0  # 0 = not set yet; transformers builds a default config when saving
     max_seq_length: int = 50
     embedding_size: int = 64
     hidden_size: int = 128
@@ -46,7 +46,9 @@ class GRU4RecConfig(PreTrainedConfig):
 
     def _check_sizes(self):
         """Raise a `ValueError` naming the offending field, its value and how to fix it."""
-        for name in ("num_items", "max_seq_length", "embedding_size", "hidden_size", "num_hidden_layers"):
+        if self.num_items < 0:
+            raise ValueError(f"GRU4RecConfig.num_items must be >= 1 (the dataset's item count), got num_items={self.num_items}.")
+        for name in ("max_seq_length", "embedding_size", "hidden_size", "num_hidden_layers"):
             value = getattr(self, name)
             if value < 1:
                 raise ValueError(f"GRU4RecConfig.{name} must be >= 1, got {name}={value}.")

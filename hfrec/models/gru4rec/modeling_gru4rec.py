@@ -258,6 +258,9 @@ class GRU4RecModel(SequentialRecommenderMixin, GRU4RecPreTrainedModel):
 
     def __init__(self, config: GRU4RecConfig):
         super().__init__(config)
+        if config.num_items < 1:
+            raise ValueError(f"GRU4RecConfig.num_items must be >= 1 (the dataset's item count), got "
+                             f"num_items={config.num_items}; build the config with num_items=dataset.num_items.")
         self.item_embedding = nn.Embedding(config.num_items + 1, config.embedding_size, padding_idx=0)
         self.emb_dropout = nn.Dropout(config.dropout_prob)
         self.gru_layers = nn.GRU(

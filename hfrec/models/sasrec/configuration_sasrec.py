@@ -48,7 +48,7 @@ class SASRecConfig(PreTrainedConfig):
 
     model_type = "sasrec"
 
-    num_items: int
+    num_items: int = 0  # 0 = not set yet; transformers builds a default config when saving
     max_seq_length: int = 50
     hidden_size: int = 64
     num_hidden_layers: int = 2
@@ -67,7 +67,9 @@ class SASRecConfig(PreTrainedConfig):
 
     def _check_sizes(self):
         """Raise a `ValueError` naming the offending field, its value and how to fix it."""
-        for name in ("num_items", "max_seq_length", "hidden_size", "num_hidden_layers", "num_attention_heads",
+        if self.num_items < 0:
+            raise ValueError(f"SASRecConfig.num_items must be >= 1 (the dataset's item count), got num_items={self.num_items}.")
+        for name in ("max_seq_length", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size"):
             value = getattr(self, name)
             if value < 1:

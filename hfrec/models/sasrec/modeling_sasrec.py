@@ -326,6 +326,9 @@ class SASRecModel(SequentialRecommenderMixin, SASRecPreTrainedModel):
 
     def __init__(self, config: SASRecConfig):
         super().__init__(config)
+        if config.num_items < 1:
+            raise ValueError(f"SASRecConfig.num_items must be >= 1 (the dataset's item count), got "
+                             f"num_items={config.num_items}; build the config with num_items=dataset.num_items.")
         self.item_embedding = nn.Embedding(config.num_items + 1, config.hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(config.max_seq_length, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
