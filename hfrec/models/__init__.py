@@ -10,6 +10,8 @@
 
 from transformers import AutoConfig, AutoModel
 
+from ..hub import enable_card_push
+
 from .caser import CaserConfig, CaserModel, CaserPreTrainedModel
 from .gru4rec import GRU4RecConfig, GRU4RecModel, GRU4RecPreTrainedModel
 from .sasrec import SASRecConfig, SASRecModel, SASRecPreTrainedModel, SequentialRecommenderOutput
@@ -26,6 +28,7 @@ for _model_type, (_config_class, _model_class) in SR_MODELS.items():
     AutoModel.register(_config_class, _model_class, exist_ok=True)
     _config_class.register_for_auto_class()
     _model_class.register_for_auto_class("AutoModel")
+    enable_card_push(_model_class)  # `model.push_to_hub(repo)` also uploads the generated model card
 del _model_type, _config_class, _model_class
 
 
