@@ -28,13 +28,14 @@ import os
 import re
 import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RevisionNotFoundError
+
+from .utils import atomic_write_text
 
 __all__ = [
     "AdapterBaseMismatchError",
@@ -444,18 +445,6 @@ def metrics_from_card(card: ModelCard | str | os.PathLike) -> list[dict]:
     return list(grouped.values())
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_model_card(model_dir: str | os.PathLike, card: ModelCard | None = None, **card_kwargs) -> Path | None:
     """Writes the generated card to ``model_dir/README.md`` atomically (temporary file + rename).
 
@@ -470,7 +459,7 @@ def write_model_card(model_dir: str | os.PathLike, card: ModelCard | None = None
             return None
     if card is None:
         card = build_model_card(model_dir, **card_kwargs)
-    _atomic_write_text(target, str(card))
+    atomic_write_text(target, str(card))
     return target
 
 
@@ -511,7 +500,7 @@ def push(
         raise ValueError(f"{folder.path} holds no .safetensors weights: nothing to publish")
     if eval_results is not None and not (folder.path / EVAL_RESULTS_NAME).exists():
         records = load_eval_results(eval_results)
-        _atomic_write_text(folder.path / EVAL_RESULTS_NAME, json.dumps(records if len(records) != 1 else records[0], indent=2) + "\n")
+        atomic_write_text(folder.path / EVAL_RESULTS_NAME, json.dumps(records if len(records) != 1 else records[0], indent=2) + "\n")
     card = build_model_card(folder.path, eval_results=eval_results, command=command, repo_id=repo_id, tags=tags)
     write_model_card(folder.path, card)
 

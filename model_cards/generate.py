@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="write nothing; fail if a card is missing or stale")
     args = parser.parse_args(argv)
 
-    from hfrec.hub import _atomic_write_text, build_model_card
+    from hfrec.hub import build_model_card
+    from hfrec.utils import atomic_write_text
 
     runs = find_runs(args.runs)
     if not runs:
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 stale.append(str(target))
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(target, card)
+        atomic_write_text(target, card)
         print(f"{run} -> {target}")
     if stale:
         print("generate.py: missing or stale cards (re-run without --check):\n  " + "\n  ".join(stale), file=sys.stderr)
