@@ -5,7 +5,7 @@ Layout (transformers/llava style):
 * :class:`SoftPromptEncoder` - ``num_virtual_tokens`` trainable vectors with their own small config
   (:class:`SoftPromptConfig`); saved alone as safetensors + json after stage 1.
 * :class:`DELRecModel` - the backbone (any ``AutoModel``) + the soft prompt. Wherever the placeholder token
-  appears in ``input_ids`` its embedding is replaced by the soft prompt with ``masked_scatter``, *inside the
+  appears in ``input_ids`` its embedding is replaced by the soft prompt (placeholder merge as in llava), *inside the
   backbone forward*: TRL's ``SFTTrainer`` computes its loss from ``model.base_model(...)`` (fused LM head) and
   never calls ``DELRecForCausalLM.forward``, so this is where the injection must live.
 * :class:`DELRecForCausalLM` - backbone + LM head (+ ``GenerationMixin``).
@@ -190,49 +190,52 @@ class DELRecModel(DELRecPreTrainedModel):
     def set_input_embeddings(self, value):
         self.language_model.set_input_embeddings(value)
 
-    def placeholder_mask(self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor) -> torch.Tensor:
+    def placeholder_mask(self, input_ids: torch.LongTensor) -> torch.Tensor:
         """(B, L) bool mask of the soft-prompt placeholder positions."""
         token_id = self.config.soft_prompt_token_id
         if token_id is None:
-            return torch.zeros(inputs_embeds.shape[:2], dtype=torch.bool, device=inputs_embeds.device)
-        if input_ids is not None:
-            return input_ids == token_id
-        return torch.zeros(inputs_embeds.shape[:2], dtype=torch.bool, device=inputs_embeds.device)
+            return torch.zeros_like(input_ids, dtype=torch.bool)
+        return input_ids == token_id
 
     def embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
-        """Input embeddings of ``input_ids`` with every block of placeholders replaced by the soft prompt."""
-        mask = self.placeholder_mask(input_ids, input_ids)
+        """Input embeddings of ``input_ids`` with every block of placeholders replaced by the soft prompt.
+
+        The k-th placeholder of a block takes soft-prompt row k (llava-style placeholder merge; written as a gather +
+        ``torch.where`` instead of ``masked_scatter`` so it needs no host sync and compiles without graph breaks;
+        the two are equal). Soft prompts are placed from ``input_ids``: a caller passing ``inputs_embeds`` directly
+        gets no injection, so build those with ``embed`` first."""
+        mask = self.placeholder_mask(input_ids)
         embed_tokens = self.get_input_embeddings()
-        if not mask.any():
-            return embed_tokens(input_ids)
-        safe_ids = input_ids.masked_fill(mask, 0)  # the placeholder id may lie outside the embedding table
-        inputs_embeds = embed_tokens(safe_ids)
         n = self.config.num_virtual_tokens
-        counts = mask.sum(-1)
-        if bool((counts % n).any()):
-            raise ValueError(
-                f"Each soft prompt occupies exactly {n} placeholder tokens ({self.config.soft_prompt_token!r}); "
-                f"got per-row counts {counts.tolist()}. Build prompts with hfrec.prompts so the placeholder block is "
-                "not truncated."
-            )
+        if not torch.compiler.is_compiling():
+            if not bool(mask.any()):  # decode steps, prompts without a soft prompt
+                return embed_tokens(input_ids)
+            counts = mask.sum(-1)
+            if bool((counts % n).any()):
+                raise ValueError(
+                    f"Each soft prompt occupies exactly {n} placeholder tokens ({self.config.soft_prompt_token!r}); "
+                    f"got per-row counts {counts.tolist()}. Build prompts with hfrec.prompts so the placeholder "
+                    "block is not truncated."
+                )
+        inputs_embeds = embed_tokens(input_ids.masked_fill(mask, 0))  # the placeholder id may be outside the table
+        slot = ((mask.cumsum(-1) - 1) % n).clamp(min=0)  # (B, L): row of the soft prompt for each position
+        weight = self.soft_prompt()
         groups = self._soft_prompt_groups
         if groups is not None:
             # One view of the soft prompt per group (task) of rows: after backward, `view.grad` is the gradient
             # of that task's loss alone, from a single backward pass (the stage-1 trainer's dynamic weighting).
             if groups.shape[0] != input_ids.shape[0]:
                 raise ValueError(f"{groups.shape[0]} soft-prompt groups for a batch of {input_ids.shape[0]} rows")
-            weight = self.soft_prompt()
             views = [weight * 1.0 for _ in range(int(groups.max().item()) + 1)]
             if torch.is_grad_enabled() and weight.requires_grad:
                 for v in views:
                     v.retain_grad()
             self._soft_prompt_views = views
-            rows = torch.stack(views)[groups.to(weight.device)]
-            soft = rows.to(inputs_embeds.dtype).repeat_interleave(counts // n, dim=0).reshape(-1, rows.shape[-1])
+            rows = torch.stack(views)[groups.to(weight.device)]  # (B, n, H)
+            soft = rows.gather(1, slot[..., None].expand(-1, -1, rows.shape[-1]))
         else:
-            soft = self.soft_prompt().to(inputs_embeds.dtype)
-            soft = soft.repeat(int(counts.sum().item()) // n, 1)
-        return inputs_embeds.masked_scatter(mask.unsqueeze(-1).to(inputs_embeds.device), soft)
+            soft = weight[slot]  # (B, L, H)
+        return torch.where(mask[..., None], soft.to(inputs_embeds.dtype), inputs_embeds)
 
     def forward(
         self,
