@@ -1,8 +1,11 @@
 """The main job: every method on one benchmark, ranked on the same test candidate lists, in one table.
 
-`hfrec benchmark` (README's first command) runs it on the embedded default, ML-100K. Each row is a
-function of a shared context; rows whose model already sits in the output folder (with its
-`eval_results.json`) are reused, so an interrupted run picks up where it stopped.
+`hfrec benchmark` (README's first command) runs it on the embedded default, ML-100K: popularity and the
+SASRec teacher on every test user, then DELRec (`hfrec.trainers.delrec_script`) with that teacher, which ranks
+popularity, the teacher, the zero-shot LLM, DELRec with an untrained soft prompt and DELRec on the same users
+and candidate lists (the CPU preset uses the first 200 test users; the GPU preset all of them). Each row is a
+function of a shared context; a model already in the output folder (with its `eval_results.json`) is reused,
+so an interrupted run picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -52,31 +55,58 @@ def _sr_row(model_type: str) -> Callable[[BenchmarkContext], dict]:
     return run
 
 
-# Row name -> (label in the table, function). Methods register further rows here (see hfrec.models.delrec).
+def _delrec_rows(ctx: BenchmarkContext) -> dict:
+    """DELRec's own run: its table rows, all on the same users, keyed by their labels."""
+    from .trainers.delrec_script import main as delrec_main
+
+    teacher_dir = ctx.output_dir / "sasrec"
+    if "sasrec" not in ctx.results:
+        ctx.results["sasrec"] = _sr_row("sasrec")(ctx)
+    rows = delrec_main(["--preset", ctx.preset, "--dataset", ctx.dataset.name, "--teacher_dir", str(teacher_dir),
+                        "--output_dir", str(ctx.output_dir / "delrec"), "--split_seed", str(ctx.seed),
+                        "--seed", str(ctx.seed)])
+    records = json.loads((ctx.output_dir / "delrec" / "eval_results.json").read_text())
+    users = records[0]["num_users"] if records else None
+    return {label: {"candidates": metrics, "users": users} for label, metrics in rows.items()
+            if label not in ("timings", "final") and isinstance(metrics, dict)}
+
+
+# Row name -> (label in the table, function). A function returns {"candidates": metrics, "full": metrics}
+# for one row, or, for a method that ranks several rows itself (DELRec), {label: {"candidates": ..}}.
 BENCHMARK_ROWS: dict[str, tuple[str, Callable[[BenchmarkContext], dict]]] = {
     "popularity": ("Popularity", _popularity_row),
     "sasrec": ("SASRec", _sr_row("sasrec")),
+    "delrec": ("DELRec", _delrec_rows),
 }
-DEFAULT_ROWS = {"cpu": ["popularity", "sasrec"], "gpu": ["popularity", "sasrec"]}
+MULTI_ROW = {"delrec"}
+DEFAULT_ROWS = {"cpu": ["popularity", "sasrec", "delrec"], "gpu": ["popularity", "sasrec", "delrec"]}
+
+
+def _table_rows(ctx: BenchmarkContext):
+    n = len(ctx.dataset["test"])
+    for name, result in ctx.results.items():
+        if name in MULTI_ROW:
+            for label, row in result.items():
+                yield f"{label} ({BENCHMARK_ROWS[name][0]} run)", row.get("users"), row
+        else:
+            yield BENCHMARK_ROWS[name][0], n, result
 
 
 def format_table(ctx: BenchmarkContext) -> str:
-    n = len(ctx.dataset["test"])
     k = ctx.dataset.protocol["num_candidates"]
     lines = [
-        f"{ctx.dataset.name} test set: {n} users, {k} candidates each (seed {ctx.seed}); "
-        "full = all items, history masked",
+        f"{ctx.dataset.name} test set, {k} stored candidates per user (seed {ctx.seed}); rows with the same number "
+        "of users rank the same users; full = every item ranked, history masked",
         "",
-        "| model | " + " | ".join(TABLE_COLUMNS) + " | full NDCG@10 |",
-        "|---" * (len(TABLE_COLUMNS) + 2) + "|",
+        "| model | users | " + " | ".join(TABLE_COLUMNS) + " | full NDCG@10 |",
+        "|---" * (len(TABLE_COLUMNS) + 3) + "|",
     ]
-    for name, result in ctx.results.items():
-        label = BENCHMARK_ROWS[name][0]
+    for label, users, result in _table_rows(ctx):
         cand = result.get("candidates", {})
         full = result.get("full") or {}
         cells = [f"{cand[c]:.4f}" if c in cand else "-" for c in TABLE_COLUMNS]
         full_cell = f"{full['NDCG@10']:.4f}" if "NDCG@10" in full else "-"
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {full_cell} |")
+        lines.append(f"| {label} | {users} | " + " | ".join(cells) + f" | {full_cell} |")
     return "\n".join(lines)
 
 

@@ -14,7 +14,8 @@ import sys
 
 EXAMPLES = {
     "data stats": "hfrec data stats ml-100k --json",
-    "train": "hfrec train sr --model sasrec --dataset ml-100k --output-dir runs/sasrec-ml100k",
+    "train": "hfrec train sr --model sasrec --dataset ml-100k --output-dir runs/sasrec-ml100k\n"
+             "  hfrec train delrec --preset cpu --teacher-dir runs/sasrec-ml100k --output-dir runs/delrec",
     "evaluate": "hfrec evaluate runs/sasrec-ml100k --dataset ml-100k --protocol full --json",
     "benchmark": "hfrec benchmark --output-dir runs/benchmark",
 }
@@ -22,6 +23,7 @@ EXAMPLES = {
 # `hfrec train <method> ...` hands the rest of the command line to that method's script.
 TRAINERS = {
     "sr": "hfrec.trainers.train_sr",
+    "delrec": "hfrec.trainers.delrec_script",
 }
 
 

@@ -563,11 +563,7 @@ def test_pull_through_olah(hub_published, hub_olah, tmp_path, hub_client_env):
     assert f"/{NAMESPACE}/sasrec/resolve/" in log and "model.safetensors" in log
 
 
-@pytest.mark.parametrize("name", [
-    "sasrec",
-    pytest.param("delrec", marks=pytest.mark.xfail(
-        reason="hfrec/__init__.py does not import hfrec.models.delrec yet (DELRec's Auto registration)", strict=False)),
-])
+@pytest.mark.parametrize("name", ["sasrec", "delrec"])
 def test_import_hfrec_is_enough_for_the_auto_classes(name, hub_published, hub_server, tmp_path, hub_client_env):
     pub = hub_published(name)
     script = (

@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoModel
 from ..hub import enable_card_push
 
 from .caser import CaserConfig, CaserModel, CaserPreTrainedModel
+from .delrec import DELRecConfig, DELRecForCausalLM, DELRecModel, SoftPromptConfig, SoftPromptEncoder
 from .gru4rec import GRU4RecConfig, GRU4RecModel, GRU4RecPreTrainedModel
 from .sasrec import SASRecConfig, SASRecModel, SASRecPreTrainedModel, SequentialRecommenderOutput
 
@@ -30,10 +31,16 @@ for _model_type, (_config_class, _model_class) in SR_MODELS.items():
     _model_class.register_for_auto_class("AutoModel")
     enable_card_push(_model_class)  # `model.push_to_hub(repo)` also uploads the generated model card
 del _model_type, _config_class, _model_class
+enable_card_push(DELRecForCausalLM)
 
 
 __all__ = [
     "SR_MODELS",
+    "DELRecConfig",
+    "DELRecForCausalLM",
+    "DELRecModel",
+    "SoftPromptConfig",
+    "SoftPromptEncoder",
     "SequentialRecommenderOutput",
     "SASRecConfig",
     "SASRecModel",
