@@ -499,9 +499,8 @@ sys.exit(1 if bad else 0)
 
 
 def test_trust_remote_code_without_hfrec(hub_published, hub_server, tmp_path, hub_client_env):
-    pubs = [hub_published(n) for n in SR_CASES]
-    if "auto_map" in json.loads((hub_published("delrec").folder / "config.json").read_text()):
-        pubs.append(hub_published("delrec"))
+    pubs = [hub_published(n) for n in (*SR_CASES, "delrec")]
+    assert "auto_map" in json.loads((hub_published("delrec").folder / "config.json").read_text())
     spec = _write_spec(pubs, tmp_path / "spec.json")
     result = _run(REMOTE_CODE_SCRIPT, [str(spec)], hub_client_env(hub_server.endpoint, tmp_path / "hf-home"))
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]

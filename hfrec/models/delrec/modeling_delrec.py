@@ -357,7 +357,10 @@ class DELRecForCausalLM(DELRecPreTrainedModel, GenerationMixin):
         is not resized: placeholders are overwritten before lookup). The backbone's modules are moved in, not
         copied.
         """
-        from hfrec.llm import load_backbone  # noqa: PLC0415 - only needed here
+        try:  # a try block keeps transformers' remote-code import check from demanding hfrec
+            from hfrec.llm import load_backbone  # noqa: PLC0415 - only needed here
+        except ImportError as err:
+            raise ImportError("DELRecForCausalLM.from_backbone needs the hfrec package: pip install hfrec") from err
 
         if backbone is None or isinstance(backbone, (str, os.PathLike)):
             name = backbone
