@@ -7,8 +7,7 @@ import random
 import pytest
 import torch
 from datasets import Dataset
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM
 
 import hfrec.models.delrec  # noqa: F401  registers "delrec" with the Auto classes
 from hfrec.models.delrec import DELRecConfig, DELRecForCausalLM, SoftPromptEncoder
@@ -18,28 +17,10 @@ from hfrec.trainers.delrec_config import DELRecDistillConfig, DELRecSFTConfig
 from hfrec.trainers.delrec_data import (TASK_RPS, TASK_TA, build_ranking_inputs, build_recommendation_examples,
                                         build_stage1_examples)
 from hfrec.trainers.delrec_trainer import DELRecCollator, DELRecSFTTrainer, SoftPromptSRDistiller
+from tiny_llm import tiny_lm, tiny_tokenizer  # tests/tiny_llm.py
 
 N_ITEMS = 30
 NVT = 4
-
-
-def tiny_tokenizer():
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {c: i for i, c in enumerate(sorted(alphabet))}
-    for t in ("<pad>", "<eos>"):
-        vocab[t] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
-
-
-def tiny_lm(seed=0, hidden=32, tie=True):
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=258, hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                      tie_word_embeddings=tie, pad_token_id=256, eos_token_id=257, bos_token_id=None)
-    return LlamaForCausalLM(cfg).eval()
 
 
 def tiny_delrec(seed=0, nvt=NVT, **kw):

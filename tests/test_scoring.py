@@ -2,29 +2,9 @@
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from hfrec.scoring import generate_then_match, match_title, rank_candidates, score_candidates_by_likelihood
-
-
-def tiny_tokenizer():
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {c: i for i, c in enumerate(sorted(alphabet))}
-    for t in ("<pad>", "<eos>"):
-        vocab[t] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
-
-
-def tiny_lm(seed=0, tie=True):
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=258, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=tie, pad_token_id=256,
-                      eos_token_id=257, bos_token_id=None)
-    return LlamaForCausalLM(cfg).eval()
+from tiny_llm import tiny_lm, tiny_tokenizer  # tests/tiny_llm.py
 
 
 PROMPTS = ["user likes apples and", "history: x y z -> ", "q"]

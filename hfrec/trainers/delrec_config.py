@@ -1,6 +1,6 @@
 """TRL configs of the two DELRec stages.
 
-Defaults that differ from TRL's ``SFTConfig`` (all in one place, :data:`DELREC_SFT_DEFAULTS`):
+Defaults that differ from TRL's ``SFTConfig`` (all in one place: `_DELRecSFTBase`, and :data:`DELREC_SFT_DEFAULTS` lists them):
 
 ================================  ==================  ==========================================================
 field                             SFTConfig           DELRec
@@ -49,27 +49,15 @@ def _bf16_available(use_cpu: bool) -> bool:
     return (not use_cpu) and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-class _DELRecDefaultsMixin:
-    def _apply_delrec_defaults(self):
-        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
-            self.activation_checkpointing = False
-        if self.bf16 is None:
-            self.bf16 = False if self.fp16 else _bf16_available(getattr(self, "use_cpu", False))
-        if self.dataset_kwargs is None:
-            self.dataset_kwargs = {"skip_prepare_dataset": True}
-
-
 @dataclass
-class DELRecDistillConfig(_DELRecDefaultsMixin, SFTConfig):
-    """Stage 1 (SR-pattern distilling): the LLM is frozen, only the soft prompt trains, on temporal-analysis (TA)
-    and recommendation-pattern-simulating (RPS) examples, with GradNorm-style dynamic task weights."""
+class _DELRecSFTBase(SFTConfig):
+    """The defaults both DELRec stages share (the table in the module docstring)."""
 
-    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the soft prompt."})
     gradient_checkpointing: bool | None = field(
         default=None, metadata={"help": "Deprecated alias of activation_checkpointing (default off here)."}
     )
     bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on CUDA with bf16 only)."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the `task` column."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the prepared columns (stage 1: the `task` column)."})
     dataset_kwargs: dict | str | None = field(
         default_factory=lambda: {"skip_prepare_dataset": True},
         metadata={"help": "Examples arrive tokenized, with labels."},
@@ -81,6 +69,23 @@ class DELRecDistillConfig(_DELRecDefaultsMixin, SFTConfig):
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
     logging_steps: float = field(default=5, metadata={"help": "Steps between logs."})
+
+    def __post_init__(self):
+        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
+            self.activation_checkpointing = False
+        if self.bf16 is None:
+            self.bf16 = False if self.fp16 else _bf16_available(getattr(self, "use_cpu", False))
+        if self.dataset_kwargs is None:
+            self.dataset_kwargs = {"skip_prepare_dataset": True}
+        super().__post_init__()
+
+
+@dataclass
+class DELRecDistillConfig(_DELRecSFTBase):
+    """Stage 1 (SR-pattern distilling): the LLM is frozen, only the soft prompt trains, on temporal-analysis (TA)
+    and recommendation-pattern-simulating (RPS) examples, with GradNorm-style dynamic task weights."""
+
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the soft prompt."})
 
     dynamic_loss_weighting: bool = field(
         default=True,
@@ -96,33 +101,16 @@ class DELRecDistillConfig(_DELRecDefaultsMixin, SFTConfig):
     min_task_weight: float = field(default=0.05, metadata={"help": "Floor of each task weight."})
 
     def __post_init__(self):
-        self._apply_delrec_defaults()
         super().__post_init__()
         if len(self.task_weights) != 2 or min(self.task_weights) <= 0:
             raise ValueError(f"task_weights must be two positive numbers [TA, RPS], got {self.task_weights}")
 
 
 @dataclass
-class DELRecSFTConfig(_DELRecDefaultsMixin, SFTConfig):
+class DELRecSFTConfig(_DELRecSFTBase):
     """Stage 2 (LLM-based sequential recommendation): soft prompt frozen, LoRA on the backbone."""
 
     learning_rate: float = field(default=2e-4, metadata={"help": "AdamW learning rate of the LoRA weights."})
-    gradient_checkpointing: bool | None = field(
-        default=None, metadata={"help": "Deprecated alias of activation_checkpointing (default off here)."}
-    )
-    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on CUDA with bf16 only)."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep the prepared columns."})
-    dataset_kwargs: dict | str | None = field(
-        default_factory=lambda: {"skip_prepare_dataset": True},
-        metadata={"help": "Examples arrive tokenized, with labels."},
-    )
-    max_length: int | None = field(default=None, metadata={"help": "No truncation (would cut the soft prompt)."})
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "Experiment trackers."})
-    save_strategy: str = field(default="steps", metadata={"help": "Checkpoint strategy (resumable runs)."})
-    save_steps: float = field(default=200, metadata={"help": "Steps between checkpoints."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
-    logging_steps: float = field(default=5, metadata={"help": "Steps between logs."})
 
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
@@ -142,10 +130,6 @@ class DELRecSFTConfig(_DELRecDefaultsMixin, SFTConfig):
             "choices": ["auto", "model", "float32"],
         },
     )
-
-    def __post_init__(self):
-        self._apply_delrec_defaults()
-        super().__post_init__()
 
     def peft_config(self):
         """The PEFT config these fields describe (LoRA, or AdaLoRA with ``use_adalora``)."""
