@@ -308,6 +308,10 @@ def build_model_card(
         eval_results = folder.path / EVAL_RESULTS_NAME
     records = load_eval_results(eval_results)
     method = _method(folder, records)
+    # A run may also rank its baselines (DELRec's table: popularity, teacher, zero-shot LLM): only the
+    # records of this model's own type describe it; the others are comparisons, not its metrics.
+    baselines = [r for r in records if r.get("model_type") not in (None, method)]
+    records = [r for r in records if r.get("model_type") in (None, method)]
     method_name = _METHOD_NAMES.get(method, method)
     name = repo_id.split("/")[-1] if repo_id else folder.path.resolve().name
     repo_for_snippet = repo_id or f"<user>/{name}"
@@ -393,6 +397,8 @@ def build_model_card(
         has_remote_code=bool(folder.config.get("auto_map")),
         training_facts=_training_facts(records),
         hfrec_version=_hfrec_version(),
+        baseline_rows=[{"label": r.get("method") or r["model_type"], "num_users": r.get("num_users", "n/a"),
+                        "values": [r["metrics"].get(m) for m in metric_names]} for r in baselines],
     )
     return ModelCard.from_template(card_data, template_path=str(TEMPLATE_PATH), **template_kwargs)
 

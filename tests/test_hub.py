@@ -616,3 +616,18 @@ def test_model_cards_generate_script(hub_published, tmp_path, capsys):
     (run / "eval_results.json").write_text(json.dumps(records))
     assert generate.main(check) == 1
     assert "stale" in capsys.readouterr().err
+
+
+def test_card_keeps_baseline_records_out_of_the_model_index(tmp_path):
+    """A run that also ranked baselines (DELRec's table) must not publish their numbers as the model's."""
+    from hfrec.hub import build_model_card
+    from hfrec.models import SASRecConfig, SASRecModel
+
+    SASRecModel(SASRecConfig(num_items=9, hidden_size=8, intermediate_size=16)).save_pretrained(tmp_path)
+    own = {"dataset": "ml-100k", "split": "test", "protocol": "candidates", "num_candidates": 20,
+           "model_type": "sasrec", "metrics": {"HR@1": 0.5}, "num_users": 200}
+    baseline = dict(own, model_type="popularity", method="popularity", metrics={"HR@1": 0.25})
+    card = build_model_card(tmp_path, eval_results=[baseline, own])
+    values = [m["value"] for r in card.data.to_dict()["model-index"][0]["results"] for m in r["metrics"]]
+    assert values == [0.5]
+    assert "| popularity | 200 | 0.2500 |" in str(card)
