@@ -75,7 +75,8 @@ _GENERATED_CARD_SIGNS = (
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt", "*.joblib")
 #: trainer leftovers that are not part of a published model.
 IGNORE_PATTERNS = (
-    ".git/*", ".cache/*", "__pycache__/*", "*.pyc", "checkpoint-*/*", "runs/*", "*.tmp", "*.lock",
+    ".git/*", ".cache/*", "__pycache__/*", "*.pyc", "checkpoint-*/*", "*/checkpoint-*/*", "runs/*", "*.tmp", "*.lock",
+    "stage1/*", "stage2/*",  # DELRec's per-stage working folders; the final soft prompt and adapter sit at the top
     "training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth",
 )
 _REQUIRED_EVAL_KEYS = ("dataset", "split", "protocol", "metrics")
@@ -221,7 +222,7 @@ def _method(folder: _ModelFolder, records: list[dict]) -> str:
 
 
 def _base_model(folder: _ModelFolder, records: list[dict]) -> str | None:
-    return _first(
+    candidates = (
         *(r.get("base_model") for r in records),
         folder.config.get("hfrec_base_model"),
         folder.adapter_config.get("base_model_name_or_path"),
@@ -229,6 +230,8 @@ def _base_model(folder: _ModelFolder, records: list[dict]) -> str | None:
         folder.config.get("backbone_name_or_path"),
         folder.config.get("llm_name_or_path"),
     )
+    # A local folder (e.g. a DELRec folder that is its own adapter base) names no model others can fetch.
+    return _first(*(c for c in candidates if c and not os.path.isabs(str(c)) and not str(c).startswith(".")))
 
 
 def _teacher(folder: _ModelFolder, records: list[dict]) -> str | None:
