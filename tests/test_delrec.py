@@ -232,6 +232,9 @@ def test_stage1_training_updates_only_the_soft_prompt_and_reweights(tmp_path):
     t2 = _stage1_trainer(fresh, tok2, tmp_path / "again", steps=2)
     t2._load_from_checkpoint(str(ckpt))
     torch.testing.assert_close(fresh.soft_prompt.weight, model.soft_prompt.weight)
+    # ... and the task weights, from JSON (hfrec adds no pickle of its own to checkpoints)
+    assert (ckpt / "delrec_task_weights.json").is_file() and not (ckpt / "delrec_task_weights.pt").exists()
+    assert torch.equal(t2.task_weights, w)
 
 
 def test_stage2_lora_trains_soft_prompt_frozen_but_used(tmp_path):

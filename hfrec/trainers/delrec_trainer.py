@@ -14,6 +14,7 @@ Both train through TRL's own loop (progress bars, ``accelerate launch``, ``resum
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from ..models.delrec import DELRecForCausalLM
 from ..models.delrec.modeling_delrec import SOFT_PROMPT_CONFIG_NAME, SOFT_PROMPT_WEIGHTS_NAME
 from .delrec_config import DELRecDistillConfig, DELRecSFTConfig
 from .delrec_data import TASK_RPS, TASK_TA
+from ..utils import atomic_write_json
+
+TASK_WEIGHTS_NAME = "delrec_task_weights.json"
 
 logger = logging.getLogger(__name__)
 
@@ -198,8 +202,10 @@ class SoftPromptSRDistiller(SFTTrainer):
         delrec = _delrec_of(self.accelerator.unwrap_model(self.model))
         delrec.save_soft_prompt(output_dir)
         delrec.config.save_pretrained(output_dir)
-        torch.save({"task_weights": self.task_weights, "initial": self._initial_task_losses},
-                   Path(output_dir) / "delrec_task_weights.pt")
+        # JSON, not torch.save: checkpoints hold no pickles (floats round-trip exactly through repr)
+        initial = None if self._initial_task_losses is None else self._initial_task_losses.tolist()
+        atomic_write_json(Path(output_dir) / TASK_WEIGHTS_NAME,
+                          {"task_weights": self.task_weights.tolist(), "initial": initial})
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
 
@@ -208,11 +214,12 @@ class SoftPromptSRDistiller(SFTTrainer):
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
         delrec = _delrec_of(self.accelerator.unwrap_model(model if model is not None else self.model))
         delrec.load_soft_prompt(resume_from_checkpoint)
-        state = Path(resume_from_checkpoint) / "delrec_task_weights.pt"
+        state = Path(resume_from_checkpoint) / TASK_WEIGHTS_NAME
         if state.exists():
-            saved = torch.load(state, weights_only=True)
-            self.task_weights = saved["task_weights"]
-            self._initial_task_losses = saved["initial"]
+            saved = json.loads(state.read_text())
+            self.task_weights = torch.tensor(saved["task_weights"], dtype=torch.float32)
+            initial = saved["initial"]
+            self._initial_task_losses = None if initial is None else torch.tensor(initial, dtype=torch.float32)
         logger.info("Resumed the soft prompt from %s", resume_from_checkpoint)
 
     def _load_best_model(self):
