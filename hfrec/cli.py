@@ -66,6 +66,10 @@ def _evaluate(args) -> int:
     from .trainers.sr_trainer import evaluate_sr_model
 
     config = AutoConfig.from_pretrained(args.model_dir)
+    if config.model_type not in models.SR_MODELS:
+        raise SystemExit(
+            f"hfrec evaluate: {args.model_dir} holds a {config.model_type!r} model; it ranks SR models "
+            f"({', '.join(models.SR_MODELS)}). Evaluate DELRec with `hfrec train delrec --stages eval --output-dir DIR`.")
     max_history = getattr(config, "max_seq_length", 50)
     ds = load_benchmark(args.dataset, data_dir=args.data_dir, num_candidates=args.num_candidates, seed=args.seed,
                         max_history=max_history)

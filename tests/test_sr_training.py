@@ -110,6 +110,14 @@ def test_evaluate_refuses_a_model_of_another_dataset(tiny_folder, tmp_path):
         cli_main(["evaluate", str(out), "--dataset", "ml-100k"])
 
 
+def test_evaluate_refuses_a_model_that_is_not_an_sr_model(tmp_path):
+    from transformers import LlamaConfig
+
+    LlamaConfig(num_hidden_layers=1, hidden_size=8, intermediate_size=8, num_attention_heads=2).save_pretrained(tmp_path)
+    with pytest.raises(SystemExit, match="holds a 'llama' model; it ranks SR models"):
+        cli_main(["evaluate", str(tmp_path), "--dataset", "ml-100k"])
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--model", "bert4rec"], "Unknown SR model 'bert4rec'"),
     (["--model_kwargs", "{hidden"], "not valid JSON"),

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 
+from ..utils import atomic_write_json
 from .processing import (
     ProcessedBenchmark,
     check_protocol,
@@ -236,13 +238,9 @@ def _stats_of(builder: RecBenchmarkBuilder, result: RecDatasetDict) -> dict:
     """Counts from the prepared data; raw-file counts are parsed only when the cache has no record."""
     stats_path = Path(builder.cache_dir) / "hfrec_stats.json"
     if stats_path.is_file():
-        import json
-
         return json.loads(stats_path.read_text())
     stats = dict(builder.processed().stats)
     stats.update({f"{split}_rows": len(result[split]) for split in result})
-    from ..utils import atomic_write_json
-
     atomic_write_json(stats_path, stats)
     return stats
 

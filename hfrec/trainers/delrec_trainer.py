@@ -26,9 +26,9 @@ from trl import SFTTrainer
 
 from ..models.delrec import DELRecForCausalLM
 from ..models.delrec.modeling_delrec import SOFT_PROMPT_CONFIG_NAME, SOFT_PROMPT_WEIGHTS_NAME
+from ..utils import atomic_write_json
 from .delrec_config import DELRecDistillConfig, DELRecSFTConfig
 from .delrec_data import TASK_RPS, TASK_TA
-from ..utils import atomic_write_json
 
 TASK_WEIGHTS_NAME = "delrec_task_weights.json"
 
@@ -76,6 +76,16 @@ class DELRecCollator:
         return batch
 
 
+def _default_collator(processing_class, data_collator):
+    """Both stages need the DELRec tokenizer; without a collator they pad with its pad (or eos) token."""
+    if processing_class is None:
+        raise ValueError("Pass the DELRec tokenizer as processing_class (it holds the soft-prompt token)")
+    if data_collator is not None:
+        return data_collator
+    pad = processing_class.pad_token_id if processing_class.pad_token_id is not None else processing_class.eos_token_id
+    return DELRecCollator(pad_token_id=pad)
+
+
 class SoftPromptSRDistiller(SFTTrainer):
     """Stage 1 of DELRec: distil an SR teacher's patterns into the soft prompt of a frozen LLM.
 
@@ -100,11 +110,7 @@ class SoftPromptSRDistiller(SFTTrainer):
             raise ValueError("Stage 1 trains only the soft prompt: do not pass a peft_config")
         delrec = _delrec_of(model)
         delrec.freeze_for_stage(1)
-        if processing_class is None:
-            raise ValueError("Pass the DELRec tokenizer as processing_class (it holds the soft-prompt token)")
-        if data_collator is None:
-            pad = processing_class.pad_token_id if processing_class.pad_token_id is not None else processing_class.eos_token_id
-            data_collator = DELRecCollator(pad_token_id=pad)
+        data_collator = _default_collator(processing_class, data_collator)
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, data_collator=data_collator, **kwargs)
         self.task_weights = torch.tensor(list(args.task_weights), dtype=torch.float32)
@@ -250,11 +256,7 @@ class DELRecSFTTrainer(SFTTrainer):
         delrec.freeze_for_stage(2)
         if peft_config is None and isinstance(args, DELRecSFTConfig) and args.lora_r > 0:
             peft_config = args.peft_config()
-        if processing_class is None:
-            raise ValueError("Pass the DELRec tokenizer as processing_class (it holds the soft-prompt token)")
-        if data_collator is None:
-            pad = processing_class.pad_token_id if processing_class.pad_token_id is not None else processing_class.eos_token_id
-            data_collator = DELRecCollator(pad_token_id=pad)
+        data_collator = _default_collator(processing_class, data_collator)
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, data_collator=data_collator, peft_config=peft_config,
                          **kwargs)
