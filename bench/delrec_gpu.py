@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -63,7 +64,6 @@ class StepTimer:
                 if state.global_step == warmup:
                     sync()
                     outer.t0 = time.perf_counter()
-                    outer.tokens0 = outer.tokens
 
             def on_train_end(self, args, state, control, **kw):
                 sync()
@@ -71,26 +71,34 @@ class StepTimer:
                 outer.steps = state.global_step - warmup
 
         self.callback = _CB()
+        self.warmup = warmup
+        self.per_batch: list[int] = []
+        self.per_batch_padded: list[int] = []
         self.tokens = 0
         self.batches = 0
         self.padded = 0
         self.t0 = self.t1 = None
-        self.tokens0 = 0
         self.steps = 0
 
     def result(self) -> dict:
-        # the dataloader collates a batch ahead, so tokens are counted as (mean non-pad tokens per batch) x steps
+        # batches are collated in the order the steps consume them (one process, no accumulation; the loader may
+        # collate one ahead in time, not out of order): the timed steps' tokens are those of batches warmup..
         secs = self.t1 - self.t0
-        tokens = self.tokens / max(self.batches, 1) * self.steps
-        return {"timed_steps": self.steps, "seconds": round(secs, 3), "tokens": round(tokens),
-                "tokens_per_s": tokens / secs, "padded_tokens_per_s": self.padded / max(self.batches, 1) * self.steps / secs}
+        timed = slice(self.warmup, self.warmup + self.steps)
+        tokens, padded = sum(self.per_batch[timed]), sum(self.per_batch_padded[timed])
+        return {"timed_steps": self.steps, "seconds": round(secs, 3), "tokens": tokens,
+                "tokens_per_s": tokens / secs, "padded_tokens_per_s": padded / secs,
+                "padding_share": round(1 - tokens / max(padded, 1), 4)}
 
 
 def count_tokens_collator(inner, timer):
     def collate(examples):
         batch = inner(examples)
-        timer.tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else int(batch["input_ids"].numel())
+        n = int(batch["attention_mask"].sum()) if "attention_mask" in batch else int(batch["input_ids"].numel())
+        timer.tokens += n
         timer.padded += int(batch["input_ids"].numel())
+        timer.per_batch.append(n)
+        timer.per_batch_padded.append(int(batch["input_ids"].numel()))
         timer.batches += 1
         return batch
 
@@ -106,7 +114,14 @@ def main():
     ap.add_argument("--our_batch", type=int, default=64)
     ap.add_argument("--gen_b1_users", type=int, default=64, help="users for batch-1 generate-then-match timing")
     ap.add_argument("--skip_table", action="store_true")
-    ap.add_argument("--compile", action="store_true", help="also time our trainer with torch_compile")
+    ap.add_argument("--compile", action="store_true", help="also time our trainer with compile_layers (+ grouping)")
+    ap.add_argument("--skip_throughput", action="store_true", help="skip the stage-2 training-throughput part")
+    ap.add_argument("--table_name", default="delrec", help="folder (under the work dir) and key of the table run")
+    ap.add_argument("--stage1_from", default=None, help="reuse this table run's stage-1 soft prompt (--stages 2)")
+    ap.add_argument("--rank_show_candidates", type=lambda x: x.lower() == "true", default=True,
+                    help="ranking-throughput prompts list the candidates (as the gpu preset does)")
+    ap.add_argument("--report_name", default="delrec_gpu.json")
+    ap.add_argument("--gen_batched_users", type=int, default=0, help="users for batched generation (0 = all)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script on a CPU")
     ap.add_argument("--profile", action="store_true", help="write a torch.profiler table of 3 training steps")
     ap.add_argument("--batches", default="64", help="our per-device batch sizes to time (comma-separated)")
@@ -128,9 +143,9 @@ def main():
     report["versions"] = {"transformers": transformers.__version__, "trl": trl.__version__}
 
     def save():
-        tmp = out / ".delrec_gpu.json.tmp"
+        tmp = out / f".{a.report_name}.tmp"
         tmp.write_text(json.dumps(report, indent=1, default=str))
-        os.replace(tmp, out / "delrec_gpu.json")
+        os.replace(tmp, out / a.report_name)
 
     from hfrec.trainers.delrec_script import main as delrec_main
     from hfrec.trainers.train_sr import main as train_sr
@@ -169,7 +184,8 @@ def main():
     rows = select_training_rows(ds["train"], 8, n_ex, seed=0)
 
     # ---------------------------------------------------------------- 2. stage-2 training throughput
-    log("throughput: TRL SFTTrainer defaults")
+    if not a.skip_throughput:
+        log("throughput: TRL SFTTrainer defaults")
     model, tok = DELRecForCausalLM.from_backbone(backbone_path, num_virtual_tokens=100, dtype=torch.bfloat16)
     pr = DELRecPrompter(tok, catalog, num_virtual_tokens=100, max_history=10)
     ours_ex = build_recommendation_examples(rows, pr, teacher, ds.num_items, 5, 20, seed=0)
@@ -201,8 +217,11 @@ def main():
 
     variants = [(f"hfrec_delrec_stage2_bs{b}", {"per_device_train_batch_size": int(b)}) for b in a.batches.split(",")]
     if a.compile:
-        variants.append(("hfrec_delrec_stage2_compiled", {"torch_compile": True}))
-    for name, extra in variants:
+        variants.append((f"hfrec_delrec_stage2_bs{a.our_batch}_compile_layers",
+                         {"compile_layers": True}))
+        variants.append((f"hfrec_delrec_stage2_bs{a.our_batch}_compile_layers_group_by_length",
+                         {"compile_layers": True, "train_sampling_strategy": "group_by_length"}))
+    for name, extra in ([] if a.skip_throughput else variants):
         bsz = extra.get("per_device_train_batch_size", a.our_batch)
         log("throughput:", name)
         m = DELRecForCausalLM.from_backbone(backbone_path, num_virtual_tokens=100, dtype=torch.bfloat16)[0].to(DEVICE)
@@ -212,13 +231,14 @@ def main():
                                **{"per_device_train_batch_size": a.our_batch, **extra}, bf16=False)
         try:
             tr = DELRecSFTTrainer(model=m, args=args, train_dataset=Dataset.from_list(ours_ex), processing_class=tok,
-                                  data_collator=count_tokens_collator(DELRecCollator(tok.pad_token_id, 64), timer),
+                                  data_collator=count_tokens_collator(DELRecCollator(tok.pad_token_id, 8), timer),
                                   callbacks=[timer.callback])
             tr.train()
             r = timer.result()
             L = r["tokens"] / max(r["timed_steps"] * bsz, 1)
             r.update(per_device_train_batch_size=bsz, weights_dtype="bfloat16", lora_r=args.lora_r,
-                     gradient_checkpointing=False, full_finetune=False, mean_tokens_per_example=round(L, 1))
+                     gradient_checkpointing=False, full_finetune=False, mean_tokens_per_example=round(L, 1),
+                     compile_layers=args.compile_layers, train_sampling_strategy=args.train_sampling_strategy)
             r["mfu"] = r["tokens_per_s"] * flops_per_token(cfg_text, L, False) / H100_BF16_PEAK
             r["speedup_tokens_per_s_vs_trl_default"] = r["tokens_per_s"] / thr["trl_sft_default"]["tokens_per_s"]
             thr[name] = r
@@ -269,15 +289,23 @@ def main():
         torch.cuda.empty_cache()
 
     # ---------------------------------------------------------------- 1. the full-protocol table (after the training-throughput runs, so a time-out still leaves those)
+    table_dir = work / a.table_name
     if not a.skip_table:
         t = time.time()
-        log("DELRec --preset gpu (both stages + table)")
-        smoke = ["--preset", "cpu", "--eval_users", "4", "--stage1_max_rows", "2", "--stage2_max_rows", "4"]
+        log(f"DELRec --preset gpu (table run {a.table_name}: {a.table_args or 'preset only'})")
+        stage_args = []
+        if a.stage1_from:  # same stage-1 recipe: reuse its soft prompt, train only stage 2
+            shutil.copytree(work / a.stage1_from / "stage1", table_dir / "stage1", dirs_exist_ok=True)
+            stage_args = ["--stages", "2"]
+        smoke = ["--preset", "cpu", "--eval_users", "4", "--stage1_max_rows", "2", "--stage2_max_rows", "4",
+                 "--length_normalize", "auto"]
         res = delrec_main([*(smoke if a.smoke else ["--preset", "gpu"]), "--teacher_dir", str(teacher_dir),
-                           "--output_dir", str(work / "delrec"), "--disable_tqdm", "true", *a.table_args.split()])
-        report["table"] = {k: v for k, v in res.items() if k not in ("final",)}
-        report["table_wall_s"] = round(time.time() - t, 1)
-        report["table_text"] = (work / "delrec" / "results_table.txt").read_text()
+                           "--output_dir", str(table_dir), "--disable_tqdm", "true", *stage_args,
+                           *a.table_args.split()])
+        report[f"table_{a.table_name}"] = {k: v for k, v in res.items() if k not in ("final",)}
+        report[f"table_{a.table_name}_wall_s"] = round(time.time() - t, 1)
+        report[f"table_{a.table_name}_text"] = (table_dir / "results_table.txt").read_text()
+        report[f"table_{a.table_name}_records"] = json.loads((table_dir / "eval_results.json").read_text())
         save()
 
     # ---------------------------------------------------------------- 3. ranking throughput
@@ -285,7 +313,7 @@ def main():
         log("done")
         return
     log("ranking throughput")
-    final_dir = work / "delrec"
+    final_dir = work / a.table_name
     if (final_dir / "adapter_config.json").exists():
         rank_model = DELRecForCausalLM.from_pretrained(str(final_dir), dtype=torch.bfloat16).to(DEVICE).eval()
         from transformers import AutoTokenizer
@@ -298,22 +326,32 @@ def main():
         rank_model = rank_model.to(DEVICE).eval()
         nvt = 100
         label = "untrained DELRec"
-    pr = DELRecPrompter(tok, catalog, num_virtual_tokens=nvt, max_history=10)
+    cfg = rank_model.config
+    pr = DELRecPrompter(tok, catalog, num_virtual_tokens=nvt, max_history=cfg.max_history or 10,
+                        show_candidates=a.rank_show_candidates)
     test = ds["test"].select(range(6)) if a.smoke else ds["test"]
-    prompts, titles, cands, targets = build_ranking_inputs(test, pr, teacher, 5)
-    rk: dict = {"model": label, "users": len(prompts)}
-    for bs in ((2,) if a.smoke else (32, 64)):
-        score_candidates_by_likelihood(rank_model, tok, prompts[:bs], titles[:bs], batch_size=bs)  # warm-up
-        sync()
-        t = time.perf_counter()
-        s = score_candidates_by_likelihood(rank_model, tok, prompts, titles, batch_size=bs)
-        sync()
-        secs = time.perf_counter() - t
-        rk[f"likelihood_bs{bs}"] = {"seconds": round(secs, 3), "users_per_s": len(prompts) / secs,
-                                    "metrics": candidate_metrics(s, cands, targets)}
-        log("  likelihood bs", bs, rk[f"likelihood_bs{bs}"]["users_per_s"])
-    best = max(v["users_per_s"] for k, v in rk.items() if k.startswith("likelihood"))
-    for bs, n in ((2 if a.smoke else 64, len(prompts)), (1, a.gen_b1_users)):
+    prompts, titles, cands, targets = build_ranking_inputs(test, pr, teacher, cfg.teacher_top_k or 5)
+    rk: dict = {"model": label, "users": len(prompts),
+                "mean_prompt_tokens": sum(map(len, prompts)) / len(prompts),
+                "mean_candidate_tokens": sum(len(tok(t, add_special_tokens=False)["input_ids"]) + 1
+                                             for ts in titles for t in ts) / len(prompts)}
+
+    def time_likelihood(tag, batch_sizes):
+        for bs in batch_sizes:
+            score_candidates_by_likelihood(rank_model, tok, prompts[:bs], titles[:bs], batch_size=bs)  # warm-up
+            sync()
+            t = time.perf_counter()
+            s = score_candidates_by_likelihood(rank_model, tok, prompts, titles, batch_size=bs)
+            sync()
+            secs = time.perf_counter() - t
+            rk[f"likelihood{tag}_bs{bs}"] = {"seconds": round(secs, 3), "users_per_s": len(prompts) / secs,
+                                             "metrics": candidate_metrics(s, cands, targets)}
+            log(f"  likelihood{tag} bs", bs, rk[f"likelihood{tag}_bs{bs}"]["users_per_s"])
+            save()
+
+    time_likelihood("", (2,) if a.smoke else (64, 128))
+    n_batched = a.gen_batched_users or len(prompts)
+    for bs, n in ((2 if a.smoke else 64, n_batched), (1, a.gen_b1_users)):
         generate_then_match(rank_model, tok, prompts[:2], titles[:2], batch_size=min(bs, 2))  # warm-up
         sync()
         t = time.perf_counter()
@@ -322,9 +360,20 @@ def main():
         secs = time.perf_counter() - t
         rk[f"generate_then_match_bs{bs}"] = {
             "users": n, "seconds": round(secs, 3), "users_per_s": n / secs, "valid_ratio": g.valid_ratio,
-            "metrics": candidate_metrics(g.scores, cands[:n], targets[:n]),
-            "likelihood_speedup": best / (n / secs), "examples": g.texts[:3]}
+            "metrics": candidate_metrics(g.scores, cands[:n], targets[:n]), "examples": g.texts[:3]}
         log("  generate bs", bs, rk[f"generate_then_match_bs{bs}"]["users_per_s"], "valid", g.valid_ratio)
+        save()
+    try:  # the same packed ranking through regionally compiled layers (after generation, which stays eager)
+        from hfrec.trainers.delrec_trainer import compile_decoder_layers
+
+        compile_decoder_layers(rank_model)
+        time_likelihood("_compile_layers", (2,) if a.smoke else (64, 128))
+    except Exception as err:  # report, keep the rest
+        rk["likelihood_compile_layers_error"] = repr(err)[:500]
+    best = max(v["users_per_s"] for k, v in rk.items() if k.startswith("likelihood") and isinstance(v, dict))
+    for k, v in rk.items():
+        if k.startswith("generate_then_match"):
+            v["likelihood_speedup"] = best / v["users_per_s"]
     report["ranking_throughput"] = rk
     save()
     log("done")

@@ -33,6 +33,8 @@ import torch
 
 __all__ = [
     "GenerationMatchResult",
+    "candidate_log_likelihoods",
+    "normalize_by_length",
     "generate_then_match",
     "match_title",
     "rank_candidates",
@@ -133,7 +135,14 @@ def _pack_batch(prompt_ids: list[list[int]], cand_ids: list[list[list[int]]], pa
     return input_ids, mask, pos_t, src_t.to(device), tgt_t.to(device), cid_t.to(device)
 
 
-@torch.no_grad()
+def normalize_by_length(sums: torch.Tensor, counts: torch.Tensor, length_normalize: bool | float = True) -> torch.Tensor:
+    """Candidate scores from summed token log-probs and token counts (:func:`candidate_log_likelihoods`):
+    ``True`` = mean, ``False`` = sum, a float ``a`` = ``sum / n**a``; empty entries (count 0) score ``-inf``."""
+    alpha = 1.0 if length_normalize is True else 0.0 if length_normalize is False else float(length_normalize)
+    scores = sums / counts.clamp(min=1) ** alpha
+    return scores.masked_fill(counts == 0, float("-inf"))
+
+
 def score_candidates_by_likelihood(
     model,
     tokenizer,
@@ -164,10 +173,31 @@ def score_candidates_by_likelihood(
     Returns:
         ``(B, C_max)`` float32 tensor on the CPU; higher is better.
     """
+    sums, counts = candidate_log_likelihoods(model, tokenizer, prompts, candidate_texts, batch_size=batch_size,
+                                             include_eos=include_eos, head_chunk_size=head_chunk_size,
+                                             progress=progress)
+    return normalize_by_length(sums, counts, length_normalize)
+
+
+@torch.no_grad()
+def candidate_log_likelihoods(
+    model,
+    tokenizer,
+    prompts: Sequence[str | Sequence[int]],
+    candidate_texts: Sequence[Sequence[str]],
+    batch_size: int = 8,
+    include_eos: bool = True,
+    head_chunk_size: int = 4096,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sums, counts)``, each ``(B, C_max)`` on the CPU: the summed token log-probs of each candidate text
+    (+ EOS) given its prompt, and its token count (0 for missing entries). One packed forward per batch; any length
+    normalisation (:func:`normalize_by_length`) can then be applied without running the model again. Arguments as
+    in :func:`score_candidates_by_likelihood`."""
     if len(prompts) != len(candidate_texts):
         raise ValueError(f"{len(prompts)} prompts but {len(candidate_texts)} candidate lists")
     if len(prompts) == 0:
-        return torch.empty(0, 0)
+        return torch.empty(0, 0), torch.empty(0, 0)
     inner, backbone, head = _unwrap(model)
     attn_impl = getattr(inner.config, "_attn_implementation", None) or ""
     if "flash" in attn_impl:
@@ -175,7 +205,6 @@ def score_candidates_by_likelihood(
             f"score_candidates_by_likelihood needs a 4D block attention mask, which {attn_impl!r} does not take; "
             "load the model with attn_implementation='sdpa' or 'eager'"
         )
-    alpha = 1.0 if length_normalize is True else 0.0 if length_normalize is False else float(length_normalize)
     cap = _softcap(inner)
     device = head.weight.device
     dtype = head.weight.dtype if head.weight.dtype.is_floating_point else torch.float32
@@ -188,7 +217,8 @@ def score_candidates_by_likelihood(
             raise ValueError(f"Prompt {i} has an empty candidate list")
         c_ids.append([cand_tok(t) for t in cands])
     C = max(len(c) for c in c_ids)
-    out = torch.full((len(prompts), C), float("-inf"))
+    sums_out = torch.zeros(len(prompts), C)
+    counts_out = torch.zeros(len(prompts), C)
     lengths = [len(p) + sum(len(x) for x in c) for p, c in zip(p_ids, c_ids)]
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])  # similar lengths together: less padding
     was_training = model.training
@@ -218,12 +248,11 @@ def score_candidates_by_likelihood(
             logp = logp.view(tgt.shape)
             sums = torch.zeros(len(bidx), C + 1, device=device).scatter_add_(1, cid, logp)
             cnts = torch.zeros(len(bidx), C + 1, device=device).scatter_add_(1, cid, torch.ones_like(logp))
-            scores = sums[:, :C] / cnts[:, :C].clamp(min=1) ** alpha
-            scores = scores.masked_fill(cnts[:, :C] == 0, float("-inf"))
-            out[bidx] = scores.cpu()
+            sums_out[bidx] = sums[:, :C].cpu()
+            counts_out[bidx] = cnts[:, :C].cpu()
     finally:
         model.train(was_training)
-    return out
+    return sums_out, counts_out
 
 
 def rank_candidates(scores: torch.Tensor, candidates: torch.Tensor | Sequence[Sequence[int]]) -> torch.Tensor:

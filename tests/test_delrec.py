@@ -23,7 +23,7 @@ N_ITEMS = 30
 NVT = 4
 
 
-def tiny_delrec(seed=0, nvt=NVT, **kw):
+def tiny_delrec(seed=0, nvt=NVT, **kw):  # kw: tiny_lm's (hidden, tie, layers)
     return DELRecForCausalLM.from_backbone(tiny_lm(seed, **kw), tiny_tokenizer(), num_virtual_tokens=nvt, seed=seed)
 
 
@@ -274,6 +274,51 @@ def test_stage2_lora_trains_soft_prompt_frozen_but_used(tmp_path):
     torch.testing.assert_close(score_candidates_by_likelihood(peft_loaded, tok, prompts, titles), trained)
     auto = AutoModelForCausalLM.from_pretrained(out)  # base + embedded adapter, through transformers' PEFT support
     torch.testing.assert_close(score_candidates_by_likelihood(auto, tok, prompts, titles), trained)
+
+
+def test_compiled_layers_score_like_eager_and_train(tmp_path):
+    """compile_layers: the decoder layers share one compiled graph (dynamic shapes), scores equal eager ones, and
+    stage 2 trains through them with length-grouped batches."""
+    from torch._dynamo.utils import counters
+
+    from hfrec.trainers.delrec_trainer import compile_decoder_layers
+
+    model, tok = tiny_delrec(seed=6, layers=4)
+    pr = DELRecPrompter(tok, CATALOG, num_virtual_tokens=NVT, max_history=5)
+    prompts, titles, _, _ = build_ranking_inputs(rows(5), pr, FakeTeacher(), 3)
+    eager = score_candidates_by_likelihood(model, tok, prompts, titles, batch_size=2)
+    counters.clear()
+    assert compile_decoder_layers(model) == 4
+    assert compile_decoder_layers(model) == 0  # already compiled: left alone
+    for bs in (2, 3):  # other padded lengths and batch sizes: no recompilation per layer
+        torch.testing.assert_close(score_candidates_by_likelihood(model, tok, prompts, titles, batch_size=bs), eager,
+                                   atol=1e-5, rtol=1e-5)
+    assert counters["stats"]["unique_graphs"] <= 2
+
+    ex = build_recommendation_examples(rows(8), pr, FakeTeacher(), N_ITEMS, teacher_top_k_n=3, num_candidates=5)
+    args = DELRecSFTConfig(output_dir=str(tmp_path / "s2"), max_steps=2, per_device_train_batch_size=4,
+                           learning_rate=5e-2, disable_tqdm=True, save_strategy="no", lora_r=2, lora_alpha=4,
+                           compile_layers=True, train_sampling_strategy="group_by_length")
+    trainer = DELRecSFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(ex), processing_class=tok)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    assert any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters() if n in before)
+    with pytest.raises(ValueError, match="either compile_layers"):
+        DELRecSFTConfig(output_dir=str(tmp_path / "x"), compile_layers=True, torch_compile=True)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--length_normalize", "mean"], "must be a number or auto"),
+    (["--length_normalize", "auto", "--eval_split", "validation"], "needs --eval_split test"),
+    (["--preset", "laptop"], "Unknown preset"),
+    (["--stages", "3"], "--stages must be"),
+])
+def test_script_arguments_bad_values(argv, message):
+    from hfrec.trainers.delrec_script import make_parser
+
+    (args,) = make_parser().parse_args_into_dataclasses(args=argv)
+    with pytest.raises(ValueError, match=message):
+        args.apply_preset()
 
 
 def test_collator_pads_and_keeps_task():

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from hfrec.scoring import generate_then_match, match_title, rank_candidates, score_candidates_by_likelihood
+from hfrec.scoring import (candidate_log_likelihoods, generate_then_match, match_title, normalize_by_length,
+                           rank_candidates, score_candidates_by_likelihood)
 from tiny_llm import tiny_lm, tiny_tokenizer  # tests/tiny_llm.py
 
 
@@ -72,6 +73,17 @@ def test_length_normalisation_power(lm, tok):
     torch.testing.assert_close(s1, s0 / lens, atol=1e-5, rtol=1e-5)
     s_half = score_candidates_by_likelihood(lm, tok, PROMPTS, CANDS, length_normalize=0.5)
     torch.testing.assert_close(s_half, s0 / lens.float().sqrt(), atol=1e-4, rtol=1e-4)
+
+
+def test_sums_and_counts_give_every_normalisation_from_one_forward(lm, tok):
+    sums, counts = candidate_log_likelihoods(lm, tok, PROMPTS, [CANDS[0], CANDS[1][:2], CANDS[2]], batch_size=2)
+    lens = torch.tensor([[len(tok(c, add_special_tokens=False)["input_ids"]) + 1 for c in cs] for cs in CANDS])
+    assert counts[1, 2] == 0 and torch.equal(counts[0], lens[0].float())
+    for a in (True, False, 0.5):
+        got = normalize_by_length(sums, counts, a)
+        assert torch.isinf(got[1, 2])
+        want = score_candidates_by_likelihood(lm, tok, PROMPTS, CANDS, batch_size=2, length_normalize=a)
+        torch.testing.assert_close(got[[0, 2]], want[[0, 2]])
 
 
 def test_rank_candidates_is_a_permutation(lm, tok):

@@ -17,9 +17,9 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
 
 
-def tiny_lm(seed: int = 0, hidden: int = 32, tie: bool = True) -> LlamaForCausalLM:
+def tiny_lm(seed: int = 0, hidden: int = 32, tie: bool = True, layers: int = 2) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=258, hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
+    cfg = LlamaConfig(vocab_size=258, hidden_size=hidden, intermediate_size=64, num_hidden_layers=layers,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                       tie_word_embeddings=tie, pad_token_id=256, eos_token_id=257, bos_token_id=None)
     return LlamaForCausalLM(cfg).eval()

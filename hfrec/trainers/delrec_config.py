@@ -20,6 +20,8 @@ learning_rate                     2e-5                stage 1: 1e-3 (soft prompt
 lr_scheduler_type                 "linear"            "cosine"
 (stage 2) LoRA weights dtype      float32 (PEFT)      on CUDA the frozen weights' dtype (``adapter_dtype="auto"``)
 logging_steps                     10                  5
+compile_layers (new)              -                   False (the gpu preset turns it on: each decoder layer is
+                                                      compiled in place with dynamic shapes, see below)
 ================================  ==================  ==========================================================
 """
 
@@ -69,8 +71,19 @@ class _DELRecSFTBase(SFTConfig):
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
     logging_steps: float = field(default=5, metadata={"help": "Steps between logs."})
+    compile_layers: bool = field(
+        default=False,
+        metadata={
+            "help": "torch.compile every decoder layer of the backbone in place, with dynamic shapes (regional "
+            "compilation: one compiled graph serves all layers and every padded length). Unlike `torch_compile`, "
+            "which compiles the whole PEFT-wrapped model and recompiled at each new padded length in our H100 runs, "
+            "this fuses the elementwise work (norms, RoPE, SiLU, LoRA scaling) that dominates a small backbone's step."
+        },
+    )
 
     def __post_init__(self):
+        if self.compile_layers and self.torch_compile:
+            raise ValueError("Use either compile_layers (each decoder layer) or torch_compile (the whole model), not both")
         if self.activation_checkpointing is None and self.gradient_checkpointing is None:
             self.activation_checkpointing = False
         if self.bf16 is None:

@@ -53,6 +53,7 @@ PRESETS: dict[str, dict] = {
         stage2_rows_per_user=1, stage2_max_rows=384, stage2_epochs=1.0, stage2_learning_rate=2e-3,
         per_device_train_batch_size=8, gradient_accumulation_steps=1, eval_users=200, eval_batch_size=8,
         teacher_epochs=20, dtype="bfloat16", lora_target_modules="q_proj,v_proj", lora_dropout=0.0,
+        length_normalize="1.0", compile_layers=False, group_by_length=False,
     ),
     "gpu": dict(
         num_virtual_tokens=100, teacher_top_k=5, max_history=10, show_candidates=True, stage1_candidates=10,
@@ -60,6 +61,7 @@ PRESETS: dict[str, dict] = {
         stage2_rows_per_user=8, stage2_max_rows=None, stage2_epochs=2.0, stage2_learning_rate=3e-4,
         per_device_train_batch_size=64, gradient_accumulation_steps=1, eval_users=None, eval_batch_size=64,
         teacher_epochs=200, dtype="bfloat16", lora_target_modules="all-linear", lora_dropout=0.0,
+        length_normalize="auto", compile_layers=True, group_by_length=True,
     ),
 }
 
@@ -115,7 +117,17 @@ class DELRecScriptArguments:
     eval_split: str = field(default="test", metadata={"help": "validation | test."})
     eval_users: int | None = field(default=None, metadata={"help": "First N users of the split (unset: all)."})
     eval_batch_size: int | None = field(default=None, metadata={"help": "Users per ranking forward."})
-    length_normalize: float = field(default=1.0, metadata={"help": "Title score = sum logp / n**a (0 = sum)."})
+    length_normalize: str | None = field(
+        default=None,
+        metadata={"help": "Title score = sum logp / n**a: a number a (1 = mean, 0 = sum), or auto = the a in "
+                  "{1, 0.5, 0} with the best validation HR@1, per LLM row (one extra ranking of the validation users)."},
+    )
+    compile_layers: bool | None = field(
+        default=None, metadata={"help": "torch.compile each decoder layer (regional, dynamic shapes) for both stages."}
+    )
+    group_by_length: bool | None = field(
+        default=None, metadata={"help": "Stage-2 batches of similar lengths (less padding; transformers' sampler)."}
+    )
     baselines: bool = field(default=True, metadata={"help": "Also rank with popularity/teacher/zero-shot/untrained."})
     generate_then_match: bool = field(default=False, metadata={"help": "Also greedy-decode and report valid ratio."})
     resume_from_checkpoint: bool = field(default=False, metadata={"help": "Resume each stage from its last checkpoint."})
@@ -133,13 +145,22 @@ class DELRecScriptArguments:
                     "stage1_rows_per_user", "stage1_epochs",
                     "stage1_learning_rate", "stage2_rows_per_user", "stage2_epochs", "stage2_learning_rate",
                     "per_device_train_batch_size", "gradient_accumulation_steps", "eval_batch_size",
-                    "teacher_epochs", "lora_target_modules", "lora_dropout"):
+                    "teacher_epochs", "lora_target_modules", "lora_dropout", "length_normalize", "compile_layers",
+                    "group_by_length"):
             if getattr(self, key) is None:
                 setattr(self, key, fallback[key])
         if self.dtype is None:
             self.dtype = "bfloat16" if torch.cuda.is_available() else "float32"
         if self.stages not in ("1", "2", "both", "eval"):
             raise ValueError(f"--stages must be 1, 2, both or eval, got {self.stages!r}")
+        if self.length_normalize != "auto":
+            try:
+                float(self.length_normalize)
+            except ValueError:
+                raise ValueError(f"--length_normalize must be a number or auto, got {self.length_normalize!r}") from None
+        elif self.eval_split != "test":
+            raise ValueError("--length_normalize auto picks the normalisation on the validation split, so it needs "
+                             "--eval_split test (or give a number)")
         return self
 
 
@@ -197,6 +218,9 @@ def _model_type_name(teacher) -> str:
                                                                              teacher.config.model_type)
 
 
+LENGTH_NORMALIZE_GRID = (1.0, 0.5, 0.0)  # --length_normalize auto: mean, sum / sqrt(n), sum
+
+
 def candidate_metrics(scores: torch.Tensor, cand_ids, targets, ks=(1, 5, 10)) -> dict[str, float]:
     from ..metrics import candidate_target_index, metrics_from_ranks, target_ranks
 
@@ -233,7 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
     from ..evaluation import evaluation_record, popularity_scorer
     from ..models.delrec import DELRecForCausalLM
     from ..prompts import DELRecPrompter, ItemCatalog
-    from ..scoring import generate_then_match, score_candidates_by_likelihood
+    from ..scoring import candidate_log_likelihoods, generate_then_match, normalize_by_length
     from .delrec_config import DELRecDistillConfig, DELRecSFTConfig
     from .delrec_data import (build_ranking_inputs, build_recommendation_examples, build_stage1_examples,
                               select_training_rows)
@@ -277,6 +301,16 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.time()
     prompts, cand_titles, cand_ids, targets = build_ranking_inputs(eval_rows, prompter, teacher, args.teacher_top_k,
                                                                    args.teacher_topk_scope)
+    auto_norm = args.length_normalize == "auto"
+    val_inputs: dict[str, tuple] = {}
+    if auto_norm:  # the same number of validation users, their stored candidates: picks each LLM row's normalisation
+        val_rows = ds["validation"]
+        if args.eval_users:
+            val_rows = val_rows.select(range(min(args.eval_users, len(val_rows))))
+        val_inputs["soft"] = build_ranking_inputs(val_rows, prompter, teacher, args.teacher_top_k,
+                                                  args.teacher_topk_scope)
+        val_inputs["zero-shot"] = build_ranking_inputs(val_rows, zero_shot_prompter, teacher, args.teacher_top_k,
+                                                       args.teacher_topk_scope)
     timings["eval_prompts_s"] = round(time.time() - t0, 1)
     table: list[tuple[str, dict, float | None]] = []
     records = []
@@ -290,12 +324,27 @@ def main(argv: list[str] | None = None) -> dict:
             num_candidates=args.num_candidates, seed=args.split_seed, model_type=model_type,
             num_users=len(targets), command=command, method=name, **extra))
 
-    def llm_scores(m, ps, what="DELRec"):
+    def llm_scores(m, ps, what="DELRec", prompt_kind="soft"):
+        """Test scores of an LLM row, its ranking seconds, and how its length normalisation was chosen."""
         logger.info("ranking %d users x %d candidates with %s", len(ps), args.num_candidates, what)
         t = time.time()
-        s = score_candidates_by_likelihood(m, tok, ps, cand_titles, batch_size=bs,
-                                           length_normalize=args.length_normalize, progress=show)
-        return s, time.time() - t
+        sums, counts = candidate_log_likelihoods(m, tok, ps, cand_titles, batch_size=bs, progress=show)
+        secs = time.time() - t
+        if not auto_norm:
+            a = float(args.length_normalize)
+            return normalize_by_length(sums, counts, a), secs, {"length_normalize": a}
+        v_prompts, v_titles, v_cands, v_targets = val_inputs[prompt_kind]
+        v_sums, v_counts = candidate_log_likelihoods(m, tok, v_prompts, v_titles, batch_size=bs, progress=show)
+        per_alpha = {a: candidate_metrics(normalize_by_length(v_sums, v_counts, a), v_cands, v_targets)
+                     for a in LENGTH_NORMALIZE_GRID}
+        # best validation HR@1, then NDCG@5; ties keep the grid order (mean first)
+        a = max(LENGTH_NORMALIZE_GRID, key=lambda x: (round(per_alpha[x]["HR@1"], 6), round(per_alpha[x]["NDCG@5"], 6)))
+        logger.info("%s: length normalisation %s chosen on %d validation users (HR@1 %s)", what, a, len(v_prompts),
+                    {k: round(v["HR@1"], 4) for k, v in per_alpha.items()})
+        info = {"length_normalize": a, "length_normalize_selection": {
+            "split": "validation", "users": len(v_prompts), "criterion": "HR@1, then NDCG@5",
+            "validation_metrics": {str(k): v for k, v in per_alpha.items()}}}
+        return normalize_by_length(sums, counts, a), secs, info
 
     if args.baselines:
         pop = popularity_scorer(ds["train"], ds.num_items)
@@ -311,12 +360,14 @@ def main(argv: list[str] | None = None) -> dict:
         if not final_done:
             zs_prompts = build_ranking_inputs(eval_rows, zero_shot_prompter, teacher, args.teacher_top_k,
                                               args.teacher_topk_scope)[0]
-            s, secs = llm_scores(model, zs_prompts, "the zero-shot LLM")
+            s, secs, info = llm_scores(model, zs_prompts, "the zero-shot LLM", "zero-shot")
             timings["rank_zero_shot_s"] = round(secs, 1)
-            record(f"zero-shot LLM ({backbone_label})", "llm-zero-shot", candidate_metrics(s, cand_ids, targets))
-            s, secs = llm_scores(model, prompts, "the untrained soft prompt")
+            record(f"zero-shot LLM ({backbone_label})", "llm-zero-shot", candidate_metrics(s, cand_ids, targets),
+                   **info)
+            s, secs, info = llm_scores(model, prompts, "the untrained soft prompt")
             timings["rank_untrained_s"] = round(secs, 1)
-            record("DELRec, untrained soft prompt", "delrec-untrained", candidate_metrics(s, cand_ids, targets))
+            record("DELRec, untrained soft prompt", "delrec-untrained", candidate_metrics(s, cand_ids, targets),
+                   **info)
 
     train_rows_all = ds["train"]
     # ------------------------------------------------------------------ stage 1
@@ -338,7 +389,7 @@ def main(argv: list[str] | None = None) -> dict:
                 output_dir=str(s1_dir), num_train_epochs=args.stage1_epochs, learning_rate=args.stage1_learning_rate,
                 per_device_train_batch_size=args.per_device_train_batch_size,
                 gradient_accumulation_steps=args.gradient_accumulation_steps, seed=args.seed,
-                disable_tqdm=args.disable_tqdm, **json.loads(args.stage1_args),
+                disable_tqdm=args.disable_tqdm, compile_layers=args.compile_layers, **json.loads(args.stage1_args),
             )
             trainer = SoftPromptSRDistiller(model=model, args=s1_args, train_dataset=Dataset.from_list(examples),
                                             processing_class=tok)
@@ -373,6 +424,8 @@ def main(argv: list[str] | None = None) -> dict:
             gradient_accumulation_steps=args.gradient_accumulation_steps, seed=args.seed, lora_r=args.lora_r,
             lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, disable_tqdm=args.disable_tqdm,
             lora_target_modules=[m.strip() for m in args.lora_target_modules.split(",") if m.strip()],
+            compile_layers=args.compile_layers,
+            train_sampling_strategy="group_by_length" if args.group_by_length else "random",
         )
         s2_kwargs.update(json.loads(args.stage2_args))
         trainer = DELRecSFTTrainer(model=model, args=DELRecSFTConfig(**s2_kwargs),
@@ -396,19 +449,19 @@ def main(argv: list[str] | None = None) -> dict:
     # ------------------------------------------------------------------ DELRec ranking
     result_metrics = {}
     if args.stages in ("2", "both", "eval"):
-        s, secs = llm_scores(model, prompts)
+        s, secs, info = llm_scores(model, prompts)
         timings["rank_delrec_s"] = round(secs, 1)
         valid = None
-        extra = {}
+        extra = dict(info)
         if args.generate_then_match:
             t = time.time()
             g = generate_then_match(model, tok, prompts, cand_titles, batch_size=bs, progress=show)
-            extra = {"generate_then_match": {"metrics": candidate_metrics(g.scores, cand_ids, targets),
-                                             "valid_ratio": g.valid_ratio, "seconds": round(time.time() - t, 1)}}
+            extra["generate_then_match"] = {"metrics": candidate_metrics(g.scores, cand_ids, targets),
+                                            "valid_ratio": g.valid_ratio, "seconds": round(time.time() - t, 1)}
             valid = 1.0
         result_metrics = candidate_metrics(s, cand_ids, targets)
         record("DELRec", "delrec", result_metrics, valid, timings=timings, **extra)
-        if extra:
+        if "generate_then_match" in extra:
             table.append(("DELRec, generate-then-match", extra["generate_then_match"]["metrics"],
                           extra["generate_then_match"]["valid_ratio"]))
     timings["total_s"] = round(time.time() - t_start, 1)

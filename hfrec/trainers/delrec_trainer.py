@@ -76,6 +76,31 @@ class DELRecCollator:
         return batch
 
 
+def compile_decoder_layers(model, mode: str | None = None) -> int:
+    """Regional compilation: ``torch.compile`` each repeated block (decoder layer) of ``model`` in place, with
+    dynamic shapes, and return how many were compiled.
+
+    In place (``nn.Module.compile``), so parameter names, PEFT adapters, saving and DDP wrapping are unchanged; the
+    layers share one compiled graph (dynamo inlines the module, the weights are graph inputs), and ``dynamic=True``
+    keeps a new padded length or batch size from triggering a recompile. Already compiled layers are skipped.
+    """
+    blocks = None
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 1 and all(
+            type(m) is type(module[0]) for m in module
+        ):
+            blocks = module
+            break
+    if blocks is None:
+        raise ValueError(f"compile_layers: found no repeated decoder layers in {type(model).__name__}")
+    n = 0
+    for layer in blocks:
+        if getattr(layer, "_compiled_call_impl", None) is None:
+            layer.compile(dynamic=True, mode=mode)
+            n += 1
+    return n
+
+
 def _default_collator(processing_class, data_collator):
     """Both stages need the DELRec tokenizer; without a collator they pad with its pad (or eos) token."""
     if processing_class is None:
@@ -113,6 +138,8 @@ class SoftPromptSRDistiller(SFTTrainer):
         data_collator = _default_collator(processing_class, data_collator)
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, data_collator=data_collator, **kwargs)
+        if args.compile_layers:
+            compile_decoder_layers(self.model, args.torch_compile_mode)
         self.task_weights = torch.tensor(list(args.task_weights), dtype=torch.float32)
         self._initial_task_losses: torch.Tensor | None = None
         self._pending: dict | None = None
@@ -273,6 +300,8 @@ class DELRecSFTTrainer(SFTTrainer):
                 for p in self.model.parameters():
                     if p.requires_grad and p.dtype != dtype:
                         p.data = p.data.to(dtype)
+        if getattr(args, "compile_layers", False):
+            compile_decoder_layers(self.model, args.torch_compile_mode)  # after PEFT, so LoRA is compiled in
 
 
-__all__ = ["DELRecCollator", "DELRecSFTTrainer", "SoftPromptSRDistiller"]
+__all__ = ["DELRecCollator", "DELRecSFTTrainer", "SoftPromptSRDistiller", "compile_decoder_layers"]
