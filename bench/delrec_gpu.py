@@ -121,6 +121,8 @@ def main():
     ap.add_argument("--rank_show_candidates", type=lambda x: x.lower() == "true", default=True,
                     help="ranking-throughput prompts list the candidates (as the gpu preset does)")
     ap.add_argument("--report_name", default="delrec_gpu.json")
+    ap.add_argument("--extra_variants", default="[]",
+                    help='JSON [[name, {DELRecSFTConfig fields}], ...]: more stage-2 throughput variants')
     ap.add_argument("--gen_batched_users", type=int, default=0, help="users for batched generation (0 = all)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script on a CPU")
     ap.add_argument("--profile", action="store_true", help="write a torch.profiler table of 3 training steps")
@@ -180,7 +182,8 @@ def main():
     catalog = ItemCatalog(list(ds.item_titles))
     teacher = AutoModel.from_pretrained(str(teacher_dir)).to(DEVICE).eval()
     backbone_path = str(offline_backbone_path())
-    n_ex = (a.train_steps + 4) * (max([a.our_batch, 8, *map(int, a.batches.split(","))]) if not a.smoke else 1)
+    extra_bs = [v.get("per_device_train_batch_size", 0) for _, v in json.loads(a.extra_variants)]
+    n_ex = (a.train_steps + 4) * (max([a.our_batch, 8, *map(int, a.batches.split(",")), *extra_bs]) if not a.smoke else 1)
     rows = select_training_rows(ds["train"], 8, n_ex, seed=0)
 
     # ---------------------------------------------------------------- 2. stage-2 training throughput
@@ -221,6 +224,7 @@ def main():
                          {"compile_layers": True}))
         variants.append((f"hfrec_delrec_stage2_bs{a.our_batch}_compile_layers_group_by_length",
                          {"compile_layers": True, "train_sampling_strategy": "group_by_length"}))
+    variants += [tuple(v) for v in json.loads(a.extra_variants)]
     for name, extra in ([] if a.skip_throughput else variants):
         bsz = extra.get("per_device_train_batch_size", a.our_batch)
         log("throughput:", name)
@@ -272,7 +276,8 @@ def main():
 
         args = DELRecSFTConfig(output_dir=str(work / "prof"), max_steps=6, report_to="none", save_strategy="no",
                                disable_tqdm=True, logging_steps=1000, per_device_train_batch_size=a.our_batch,
-                               bf16=False)
+                               bf16=False, **({"compile_layers": True, "train_sampling_strategy": "group_by_length"}
+                                              if a.compile else {}))
         tr = DELRecSFTTrainer(model=m, args=args, train_dataset=Dataset.from_list(ours_ex), processing_class=tok,
                               data_collator=DELRecCollator(tok.pad_token_id, 64), callbacks=[_Prof()])
         tr.train()

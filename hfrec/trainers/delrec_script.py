@@ -58,7 +58,7 @@ PRESETS: dict[str, dict] = {
     "gpu": dict(
         num_virtual_tokens=100, teacher_top_k=5, max_history=10, show_candidates=True, stage1_candidates=10,
         stage1_rows_per_user=2, stage1_max_rows=None, stage1_epochs=1.0, stage1_learning_rate=1e-3,
-        stage2_rows_per_user=8, stage2_max_rows=None, stage2_epochs=2.0, stage2_learning_rate=3e-4,
+        stage2_rows_per_user=16, stage2_max_rows=None, stage2_epochs=2.0, stage2_learning_rate=3e-4,
         per_device_train_batch_size=64, gradient_accumulation_steps=1, eval_users=None, eval_batch_size=64,
         teacher_epochs=200, dtype="bfloat16", lora_target_modules="all-linear", lora_dropout=0.0,
         length_normalize="auto", compile_layers=True, group_by_length=True,

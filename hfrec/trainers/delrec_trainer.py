@@ -93,6 +93,14 @@ def compile_decoder_layers(model, mode: str | None = None) -> int:
             break
     if blocks is None:
         raise ValueError(f"compile_layers: found no repeated decoder layers in {type(model).__name__}")
+    # One compiled function serves every layer, and a run shows it several global states (stage-1 training,
+    # stage 2 with LoRA, ranking under no_grad, static then dynamic shapes): past dynamo's default limit of 8
+    # variants it silently runs eager (seen on the H100), so allow more.
+    import torch._dynamo
+
+    dynamo_config = torch._dynamo.config
+    limit_name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
+    setattr(dynamo_config, limit_name, max(getattr(dynamo_config, limit_name), 64))
     n = 0
     for layer in blocks:
         if getattr(layer, "_compiled_call_impl", None) is None:
