@@ -96,9 +96,8 @@ def compile_decoder_layers(model, mode: str | None = None) -> int:
     # One compiled function serves every layer, and a run shows it several global states (stage-1 training,
     # stage 2 with LoRA, ranking under no_grad, static then dynamic shapes): past dynamo's default limit of 8
     # variants it silently runs eager (seen on the H100), so allow more.
-    import torch._dynamo
+    from torch._dynamo import config as dynamo_config
 
-    dynamo_config = torch._dynamo.config
     limit_name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
     setattr(dynamo_config, limit_name, max(getattr(dynamo_config, limit_name), 64))
     n = 0
