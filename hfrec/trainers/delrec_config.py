@@ -19,6 +19,7 @@ save_total_limit                  None                2
 learning_rate                     2e-5                stage 1: 1e-3 (soft prompt only); stage 2: 2e-4 (LoRA)
 lr_scheduler_type                 "linear"            "cosine"
 (stage 2) LoRA weights dtype      float32 (PEFT)      on CUDA the frozen weights' dtype (``adapter_dtype="auto"``)
+(stage 2) LoRA r / alpha / drop.  -                   8 / 16 / 0.0 on every linear layer but the LM head
 logging_steps                     10                  5
 compile_layers (new)              -                   False (the gpu preset turns it on: each decoder layer is
                                                       compiled in place with dynamic shapes, see below)
@@ -127,7 +128,8 @@ class DELRecSFTConfig(_DELRecSFTBase):
 
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (PEFT's default 0: a dropout mask on every adapted "
+                                                                    "layer's input is extra elementwise work each step)."})
     lora_target_modules: list[str] = field(
         default_factory=lambda: ["all-linear"],
         metadata={"help": "Modules that get LoRA (['all-linear'] = every linear layer but the LM head)."},

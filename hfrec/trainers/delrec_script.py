@@ -434,8 +434,11 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.train(resume_from_checkpoint=resume)
         timings["stage2_s"] = round(time.time() - t0, 1)
         peft_model = trainer.model
+        # FSDP shards the adapter: every rank takes part in gathering it, rank 0 writes it
+        state = trainer.accelerator.get_state_dict(trainer.model_wrapped) if trainer.is_fsdp_enabled else None
         if trainer.is_world_process_zero():
-            _atomic_save_dir(out, lambda d: trainer.accelerator.unwrap_model(peft_model).save_pretrained(d))
+            _atomic_save_dir(out, lambda d: trainer.accelerator.unwrap_model(peft_model).save_pretrained(
+                d, **({"state_dict": state} if state is not None else {})))
         model = trainer.accelerator.unwrap_model(peft_model)
         del trainer
     elif final_done:

@@ -240,7 +240,13 @@ class SoftPromptSRDistiller(SFTTrainer):
             return
         os.makedirs(output_dir, exist_ok=True)
         delrec = _delrec_of(self.accelerator.unwrap_model(self.model))
-        delrec.save_soft_prompt(output_dir)
+        if state_dict:  # FSDP / DeepSpeed: save_model gathered the full weights on every rank; ours may be a shard
+            key = next((k for k in state_dict if k.endswith("soft_prompt.embedding.weight")), None)
+            if key is None:
+                raise KeyError("The gathered state dict holds no soft prompt (soft_prompt.embedding.weight)")
+            delrec.save_soft_prompt(output_dir, weight=state_dict[key])
+        else:
+            delrec.save_soft_prompt(output_dir)
         delrec.config.save_pretrained(output_dir)
         # JSON, not torch.save: checkpoints hold no pickles (floats round-trip exactly through repr)
         initial = None if self._initial_task_losses is None else self._initial_task_losses.tolist()

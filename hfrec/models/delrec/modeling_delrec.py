@@ -107,14 +107,19 @@ class SoftPromptEncoder(nn.Module):
             raise ValueError(f"soft_prompt_init must be 'vocab' or 'random', got {how!r}")
         self.embedding.weight.copy_(init.to(self.embedding.weight.dtype))
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Write ``soft_prompt.safetensors`` + ``soft_prompt_config.json`` (each through a temp file + rename)."""
+    def save_pretrained(self, save_directory: str | os.PathLike, weight: torch.Tensor | None = None) -> Path:
+        """Write ``soft_prompt.safetensors`` + ``soft_prompt_config.json`` (each through a temp file + rename).
+        ``weight`` replaces the module's own (e.g. the full tensor gathered from FSDP shards)."""
         from safetensors.torch import save_file
 
+        weight = self.embedding.weight if weight is None else weight
+        if tuple(weight.shape) != (self.config.num_virtual_tokens, self.config.hidden_size):
+            raise ValueError(f"Soft prompt of shape {tuple(weight.shape)} does not match its config "
+                             f"({self.config.num_virtual_tokens}, {self.config.hidden_size})")
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
         tmp_w = save_directory / f".{SOFT_PROMPT_WEIGHTS_NAME}.tmp"
-        save_file({"soft_prompt": self.embedding.weight.detach().float().cpu().contiguous()}, str(tmp_w))
+        save_file({"soft_prompt": weight.detach().float().cpu().contiguous()}, str(tmp_w))
         os.replace(tmp_w, save_directory / SOFT_PROMPT_WEIGHTS_NAME)
         tmp_c = save_directory / f".{SOFT_PROMPT_CONFIG_NAME}.tmp"
         tmp_c.write_text(json.dumps(asdict(self.config), indent=2) + "\n")
@@ -417,10 +422,10 @@ class DELRecForCausalLM(DELRecPreTrainedModel, GenerationMixin):
             self.model.soft_prompt.embedding.weight.copy_(soft_prompt.weight.to(ref.device, ref.dtype))
         return self
 
-    def save_soft_prompt(self, save_directory: str | os.PathLike) -> Path:
+    def save_soft_prompt(self, save_directory: str | os.PathLike, weight: torch.Tensor | None = None) -> Path:
         enc = self.model.soft_prompt
         enc.config = _soft_prompt_config(self.config)
-        return enc.save_pretrained(save_directory)
+        return enc.save_pretrained(save_directory, weight=weight)
 
     def freeze_for_stage(self, stage: int) -> "DELRecForCausalLM":
         """Stage 1: only the soft prompt trains. Stage 2: everything here frozen (LoRA adds its own weights)."""
