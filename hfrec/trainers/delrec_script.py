@@ -280,13 +280,24 @@ def main(argv: list[str] | None = None) -> dict:
         logger.info("%s already holds a trained DELRec (adapter + base): evaluating it, not retraining", out)
     if args.stages == "eval" and not final_done:
         raise FileNotFoundError(f"--stages eval needs a trained DELRec in {out}")
-    model, tok = DELRecForCausalLM.from_backbone(
-        args.backbone, num_virtual_tokens=args.num_virtual_tokens, dtype=dtype, teacher_name=teacher_name,
-        teacher_top_k=args.teacher_top_k, num_candidates=args.num_candidates, max_history=args.max_history,
-        domain=domain, seed=args.seed,
-    )
-    if torch.cuda.is_available():
-        model = model.cuda()
+
+    def fresh_model():
+        m, t = DELRecForCausalLM.from_backbone(
+            args.backbone, num_virtual_tokens=args.num_virtual_tokens, dtype=dtype, teacher_name=teacher_name,
+            teacher_top_k=args.teacher_top_k, num_candidates=args.num_candidates, max_history=args.max_history,
+            domain=domain, seed=args.seed,
+        )
+        return (m.cuda() if torch.cuda.is_available() else m), t
+
+    def load_trained():
+        from peft import PeftModel
+
+        base = DELRecForCausalLM.from_pretrained(str(out), dtype=dtype, use_safetensors=True)
+        if torch.cuda.is_available():
+            base = base.cuda()
+        return base if hasattr(base, "peft_config") else PeftModel.from_pretrained(base, str(out))
+
+    model, tok = fresh_model()
     backbone_label = model.config.backbone_name_or_path or "LLM"
     backbone_label = Path(str(backbone_label)).name or str(backbone_label)
     prompter = DELRecPrompter(tok, catalog, domain=domain, teacher_name=teacher_name,
@@ -400,7 +411,11 @@ def main(argv: list[str] | None = None) -> dict:
             if trainer.is_world_process_zero():
                 atomic_write_json(done_marker, {"examples": len(examples), "train_runtime": result.metrics.get("train_runtime"),
                                            "task_weights": trainer.task_weights.tolist()})
+            sharded = trainer.is_fsdp_enabled
+            trainer.accelerator.wait_for_everyone()
             del trainer
+            if sharded:  # FSDP sharded the modules in place: stage 2 starts from a fresh copy + the saved soft prompt
+                model = fresh_model()[0].load_soft_prompt(s1_dir)
     elif args.stages == "2" and not final_done:
         model.load_soft_prompt(out / "stage1")
 
@@ -434,20 +449,19 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.train(resume_from_checkpoint=resume)
         timings["stage2_s"] = round(time.time() - t0, 1)
         peft_model = trainer.model
+        sharded = trainer.is_fsdp_enabled
         # FSDP shards the adapter: every rank takes part in gathering it, rank 0 writes it
-        state = trainer.accelerator.get_state_dict(trainer.model_wrapped) if trainer.is_fsdp_enabled else None
+        state = trainer.accelerator.get_state_dict(trainer.model_wrapped) if sharded else None
         if trainer.is_world_process_zero():
             _atomic_save_dir(out, lambda d: trainer.accelerator.unwrap_model(peft_model).save_pretrained(
                 d, **({"state_dict": state} if state is not None else {})))
+        trainer.accelerator.wait_for_everyone()
         model = trainer.accelerator.unwrap_model(peft_model)
         del trainer
+        if sharded:  # rank the users with the saved, whole model on every rank
+            model = load_trained()
     elif final_done:
-        from peft import PeftModel
-
-        base = DELRecForCausalLM.from_pretrained(str(out), dtype=dtype, use_safetensors=True)
-        if torch.cuda.is_available():
-            base = base.cuda()
-        model = base if hasattr(base, "peft_config") else PeftModel.from_pretrained(base, str(out))
+        model = load_trained()
 
     # ------------------------------------------------------------------ DELRec ranking
     result_metrics = {}
