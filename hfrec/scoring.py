@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -84,46 +85,41 @@ class _CandidateTokenCache:
 
 
 def _pack_batch(prompt_ids: list[list[int]], cand_ids: list[list[list[int]]], pad_id: int, dtype, device, max_c: int):
-    """Build the packed inputs of one batch. Returns tensors and the gather indices."""
-    rows, segs, poss, src, tgt, cidx = [], [], [], [], [], []
+    """Build the packed inputs of one batch. Returns tensors and the gather indices.
+
+    Row layout: ``[prompt (P)][candidate 0][candidate 1]...``. For the j-th candidate token of a row (j over the
+    concatenated candidates) the logits come from position ``P + j - 1``, except a candidate's first token, which
+    is predicted from the prompt's last position ``P - 1``. Built with numpy per row (a per-token Python loop cost
+    ~60 ms per batch of 64 users, as much as the GPU forward)."""
+    rows = []
     for p, cands in zip(prompt_ids, cand_ids):
-        if not p:
+        if not len(p):
             raise ValueError("Empty prompt: every prompt needs at least one token")
-        row, seg, pos = list(p), [-1] * len(p), list(range(len(p)))
-        s, t, c_of = [], [], []
-        for c, ids in enumerate(cands):
-            start = len(row)
-            for k, tok in enumerate(ids):
-                s.append(len(p) - 1 if k == 0 else start + k - 1)
-                t.append(tok)
-                c_of.append(c)
-            row.extend(ids)
-            seg.extend([c] * len(ids))
-            pos.extend(range(len(p), len(p) + len(ids)))
-        rows.append(row)
-        segs.append(seg)
-        poss.append(pos)
-        src.append(s)
-        tgt.append(t)
-        cidx.append(c_of)
-    T = max(len(r) for r in rows)
-    N = max(len(s) for s in src)
+        lens = np.fromiter((len(ids) for ids in cands), dtype=np.int64, count=len(cands))
+        flat = np.fromiter((t for ids in cands for t in ids), dtype=np.int64, count=int(lens.sum()))
+        rows.append((np.asarray(p, dtype=np.int64), lens, flat))
     B = len(rows)
-    input_ids = torch.full((B, T), pad_id, dtype=torch.long)
-    seg_t = torch.full((B, T), -2, dtype=torch.long)
-    pos_t = torch.zeros((B, T), dtype=torch.long)
-    src_t = torch.zeros((B, N), dtype=torch.long)
-    tgt_t = torch.zeros((B, N), dtype=torch.long)
-    cid_t = torch.full((B, N), max_c, dtype=torch.long)  # max_c = a dump column for padding entries
-    for i in range(B):
-        n, m = len(rows[i]), len(src[i])
-        input_ids[i, :n] = torch.tensor(rows[i])
-        seg_t[i, :n] = torch.tensor(segs[i])
-        pos_t[i, :n] = torch.tensor(poss[i])
-        if m:
-            src_t[i, :m] = torch.tensor(src[i])
-            tgt_t[i, :m] = torch.tensor(tgt[i])
-            cid_t[i, :m] = torch.tensor(cidx[i])
+    T = max(len(p) + len(flat) for p, _, flat in rows)
+    N = max(max(len(flat) for _, _, flat in rows), 1)
+    input_ids = np.full((B, T), pad_id, dtype=np.int64)
+    seg = np.full((B, T), -2, dtype=np.int64)
+    pos = np.zeros((B, T), dtype=np.int64)
+    src = np.zeros((B, N), dtype=np.int64)
+    tgt = np.zeros((B, N), dtype=np.int64)
+    cid = np.full((B, N), max_c, dtype=np.int64)  # max_c = a dump column for padding entries
+    for i, (p, lens, flat) in enumerate(rows):
+        P, m = len(p), len(flat)
+        c_of = np.repeat(np.arange(len(lens)), lens)  # candidate index of each candidate token
+        starts = np.cumsum(lens) - lens  # offset of each candidate inside `flat`
+        j = np.arange(m)
+        within = j - starts[c_of]  # token index inside its candidate
+        input_ids[i, :P], input_ids[i, P : P + m] = p, flat
+        seg[i, :P], seg[i, P : P + m] = -1, c_of
+        pos[i, :P], pos[i, P : P + m] = np.arange(P), P + within
+        src[i, :m] = np.where(within == 0, P - 1, P + j - 1)
+        tgt[i, :m], cid[i, :m] = flat, c_of
+    input_ids, seg_t, pos_t = (torch.from_numpy(x) for x in (input_ids, seg, pos))
+    src_t, tgt_t, cid_t = (torch.from_numpy(x) for x in (src, tgt, cid))
     seg_t, input_ids, pos_t = seg_t.to(device), input_ids.to(device), pos_t.to(device)
     idx = torch.arange(T, device=device)
     causal = idx[None, :] <= idx[:, None]  # (T, T): key j <= query i
@@ -219,6 +215,8 @@ def candidate_log_likelihoods(
     C = max(len(c) for c in c_ids)
     sums_out = torch.zeros(len(prompts), C)
     counts_out = torch.zeros(len(prompts), C)
+    done: list[tuple[list[int], torch.Tensor, torch.Tensor]] = []  # kept on the device: no sync per batch, so the
+    # next batch is packed on the host while the accelerator still works on this one
     lengths = [len(p) + sum(len(x) for x in c) for p, c in zip(p_ids, c_ids)]
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])  # similar lengths together: less padding
     was_training = model.training
@@ -248,8 +246,10 @@ def candidate_log_likelihoods(
             logp = logp.view(tgt.shape)
             sums = torch.zeros(len(bidx), C + 1, device=device).scatter_add_(1, cid, logp)
             cnts = torch.zeros(len(bidx), C + 1, device=device).scatter_add_(1, cid, torch.ones_like(logp))
-            sums_out[bidx] = sums[:, :C].cpu()
-            counts_out[bidx] = cnts[:, :C].cpu()
+            done.append((bidx, sums[:, :C], cnts[:, :C]))
+        for bidx, sums, cnts in done:
+            sums_out[bidx] = sums.cpu()
+            counts_out[bidx] = cnts.cpu()
     finally:
         model.train(was_training)
     return sums_out, counts_out
