@@ -18,8 +18,10 @@ Presets (fields left unset take the preset's value; any flag overrides):
          titles either way), 96 stage-1 and 384 stage-2 examples, LoRA on q/v projections, evaluation on the
          first 200 test users.
 ``gpu``  the full protocol: 100 virtual tokens (paper), 10 history items, top-5, the 20 candidates listed, every
-         test user, ~3.8k stage-1 examples (1 epoch) and ~7.5k stage-2 examples (2 epochs), LoRA on every linear
-         layer, bf16, batch 64 (about 3 minutes on an H100 after the teacher).
+         test user, ~3.8k stage-1 examples (1 epoch) and ~15k stage-2 examples (16 recent prefixes per user,
+         2 epochs), LoRA on every linear layer, bf16, batch 64, decoder layers compiled (``compile_layers``),
+         length-grouped stage-2 batches, each LLM row's length normalisation picked on the validation users
+         (about 5 minutes on an H100 after the teacher).
 """
 
 from __future__ import annotations
@@ -237,7 +239,8 @@ def _print_table(rows: list[tuple[str, dict, float | None]], n_users: int, heade
                      + (f"{valid:>8.2f}" if valid is not None else f"{1.0:>8.2f}"))
     lines.append(f"({n_users} users, every row ranks the same stored candidate lists)")
     text = "\n".join(lines)
-    print(text, flush=True)
+    if int(os.environ.get("RANK", "0")) == 0:  # one table per run, not one per process
+        print(text, flush=True)
     return text
 
 

