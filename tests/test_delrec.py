@@ -321,6 +321,18 @@ def test_script_arguments_bad_values(argv, message):
         args.apply_preset()
 
 
+@pytest.mark.parametrize("stride, per_user", [(1, [9, 8, 7]), (4, [9, 5, 1]), (20, [9])])
+def test_training_rows_recent_prefixes_with_stride(stride, per_user):
+    from hfrec.trainers.delrec_data import select_training_rows
+
+    seq = list(range(1, 11))  # one user, targets 2..10 after histories 1..9 items long
+    train = Dataset.from_list([{"user_id": 0, "history": seq[:t], "target": seq[t]} for t in range(1, 10)])
+    got = select_training_rows(train, rows_per_user=3, stride=stride)
+    assert [len(r["history"]) for r in sorted(got, key=lambda r: -len(r["history"]))] == per_user
+    with pytest.raises(ValueError, match="stride"):
+        select_training_rows(train, stride=0)
+
+
 def test_collator_pads_and_keeps_task():
     batch = DELRecCollator(pad_token_id=0)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7], "task": 1},
                                             {"input_ids": [8], "labels": [8], "task": 0}])

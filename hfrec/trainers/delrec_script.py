@@ -103,6 +103,11 @@ class DELRecScriptArguments:
     stage1_epochs: float | None = field(default=None, metadata={"help": "Stage-1 epochs."})
     stage1_learning_rate: float | None = field(default=None, metadata={"help": "Stage-1 learning rate."})
     stage2_rows_per_user: int | None = field(default=None, metadata={"help": "Recent train prefixes per user."})
+    stage2_prefix_stride: int = field(
+        default=1,
+        metadata={"help": "Take every N-th recent prefix (N > max_history: no row's target is shown in another row of "
+                  "the same user, so the LLM cannot memorise user sequences)."},
+    )
     stage2_max_rows: int | None = field(default=None, metadata={"help": "Cap on stage-2 examples."})
     stage2_epochs: float | None = field(default=None, metadata={"help": "Stage-2 epochs."})
     stage2_learning_rate: float | None = field(default=None, metadata={"help": "Stage-2 (LoRA) learning rate."})
@@ -430,7 +435,8 @@ def main(argv: list[str] | None = None) -> dict:
             _atomic_save_dir(out, lambda d: (model.save_pretrained(d), tok.save_pretrained(d), model.save_soft_prompt(d)))
         t0 = time.time()
         s2_dir = out / "stage2"
-        rows = select_training_rows(train_rows_all, args.stage2_rows_per_user, args.stage2_max_rows, seed=args.seed + 1)
+        rows = select_training_rows(train_rows_all, args.stage2_rows_per_user, args.stage2_max_rows, seed=args.seed + 1,
+                                    stride=args.stage2_prefix_stride)
         examples = build_recommendation_examples(rows, prompter, teacher, ds.num_items, args.teacher_top_k,
                                                  args.num_candidates, seed=args.seed + 1,
                                                  topk_scope=args.teacher_topk_scope)
