@@ -281,7 +281,7 @@ def test_compiled_layers_score_like_eager_and_train(tmp_path):
     stage 2 trains through them with length-grouped batches."""
     from torch._dynamo.utils import counters
 
-    from hfrec.trainers.delrec_trainer import compile_decoder_layers
+    from hfrec.trainers.delrec_trainer import compile_decoder_layers, decompile_decoder_layers
 
     model, tok = tiny_delrec(seed=6, layers=4)
     pr = DELRecPrompter(tok, CATALOG, num_virtual_tokens=NVT, max_history=5)
@@ -303,6 +303,10 @@ def test_compiled_layers_score_like_eager_and_train(tmp_path):
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     trainer.train()
     assert any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters() if n in before)
+    trained = score_candidates_by_likelihood(trainer.model, tok, prompts, titles, batch_size=2)
+    assert decompile_decoder_layers(trainer.model) == 4  # eager again (the script ranks that way)
+    torch.testing.assert_close(score_candidates_by_likelihood(trainer.model, tok, prompts, titles, batch_size=2),
+                               trained, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="either compile_layers"):
         DELRecSFTConfig(output_dir=str(tmp_path / "x"), compile_layers=True, torch_compile=True)
 
