@@ -82,6 +82,12 @@ class _DELRecSFTBase(SFTConfig):
         },
     )
 
+    compile_layers_backend: str = field(
+        default="inductor",
+        metadata={"help": "torch.compile backend of compile_layers ('aot_eager' traces without generating kernels, "
+                  "so it needs no C++ compiler on CPU)."},
+    )
+
     def __post_init__(self):
         if self.compile_layers and self.torch_compile:
             raise ValueError("Use either compile_layers (each decoder layer) or torch_compile (the whole model), not both")

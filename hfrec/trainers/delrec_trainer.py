@@ -79,7 +79,7 @@ class DELRecCollator:
         return batch
 
 
-def compile_decoder_layers(model, mode: str | None = None) -> int:
+def compile_decoder_layers(model, mode: str | None = None, backend: str = "inductor") -> int:
     """Regional compilation: ``torch.compile`` each repeated block (decoder layer) of ``model`` in place, with
     dynamic shapes, and return how many were compiled.
 
@@ -106,7 +106,7 @@ def compile_decoder_layers(model, mode: str | None = None) -> int:
     n = 0
     for layer in blocks:
         if getattr(layer, "_compiled_call_impl", None) is None:
-            layer.compile(dynamic=True, mode=mode)
+            layer.compile(dynamic=True, mode=mode, backend=backend)
             n += 1
     return n
 
@@ -162,7 +162,7 @@ class SoftPromptSRDistiller(SFTTrainer):
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, data_collator=data_collator, **kwargs)
         if args.compile_layers:
-            compile_decoder_layers(self.model, args.torch_compile_mode)
+            compile_decoder_layers(self.model, args.torch_compile_mode, args.compile_layers_backend)
         self.task_weights = torch.tensor(list(args.task_weights), dtype=torch.float32)
         self._initial_task_losses: torch.Tensor | None = None
         self._pending: dict | None = None
@@ -330,7 +330,8 @@ class DELRecSFTTrainer(SFTTrainer):
                     if p.requires_grad and p.dtype != dtype:
                         p.data = p.data.to(dtype)
         if getattr(args, "compile_layers", False):
-            compile_decoder_layers(self.model, args.torch_compile_mode)  # after PEFT, so LoRA is compiled in
+            # after PEFT, so LoRA is compiled in
+            compile_decoder_layers(self.model, args.torch_compile_mode, args.compile_layers_backend)
 
 
 __all__ = ["DELRecCollator", "DELRecSFTTrainer", "SoftPromptSRDistiller", "compile_decoder_layers",
