@@ -89,8 +89,8 @@ def _pack_batch(prompt_ids: list[list[int]], cand_ids: list[list[list[int]]], pa
 
     Row layout: ``[prompt (P)][candidate 0][candidate 1]...``. For the j-th candidate token of a row (j over the
     concatenated candidates) the logits come from position ``P + j - 1``, except a candidate's first token, which
-    is predicted from the prompt's last position ``P - 1``. Built with numpy per row (a per-token Python loop cost
-    ~60 ms per batch of 64 users, as much as the GPU forward)."""
+    is predicted from the prompt's last position ``P - 1``. Built with numpy per row: a per-token Python loop took
+    ~25 ms of host time per batch of 64 users of ~720 tokens on the 2-core dev CPU, this ~4 ms."""
     rows = []
     for p, cands in zip(prompt_ids, cand_ids):
         if not len(p):

@@ -81,7 +81,6 @@ class _DELRecSFTBase(SFTConfig):
             "this fuses the elementwise work (norms, RoPE, SiLU, LoRA scaling) that dominates a small backbone's step."
         },
     )
-
     compile_layers_backend: str = field(
         default="inductor",
         metadata={"help": "torch.compile backend of compile_layers ('aot_eager' traces without generating kernels, "
