@@ -187,8 +187,6 @@ def main():
     rows = select_training_rows(ds["train"], 8, n_ex, seed=0)
 
     # ---------------------------------------------------------------- 2. stage-2 training throughput
-    if not a.skip_throughput:
-        log("throughput: TRL SFTTrainer defaults")
     model, tok = DELRecForCausalLM.from_backbone(backbone_path, num_virtual_tokens=100, dtype=torch.bfloat16)
     pr = DELRecPrompter(tok, catalog, num_virtual_tokens=100, max_history=10)
     ours_ex = build_recommendation_examples(rows, pr, teacher, ds.num_items, 5, 20, seed=0)
@@ -200,23 +198,25 @@ def main():
     thr: dict = {"examples": len(rows)}
     cfg_text = model.config.text_config
 
-    timer = StepTimer(warm)
-    base_args = SFTConfig(output_dir=str(work / "trl_default"), max_steps=a.train_steps + warm, report_to="none",
-                          save_strategy="no", disable_tqdm=True, logging_steps=1000,
-                          **({"per_device_train_batch_size": 1, "use_cpu": True} if a.smoke else {}))
-    base = SFTTrainer(model=backbone_path, args=base_args, train_dataset=text_ds, callbacks=[timer.callback])
-    base.data_collator = count_tokens_collator(base.data_collator, timer)
-    base.train()
-    r = timer.result()
-    L = r["tokens"] / max(r["timed_steps"] * base_args.per_device_train_batch_size, 1)
-    r.update(per_device_train_batch_size=base_args.per_device_train_batch_size, bf16=base_args.bf16,
-             gradient_checkpointing=base_args.gradient_checkpointing, full_finetune=True,
-             weights_dtype=str(next(base.model.parameters()).dtype), mean_tokens_per_example=round(L, 1))
-    r["mfu"] = r["tokens_per_s"] * flops_per_token(cfg_text, L, True) / H100_BF16_PEAK
-    thr["trl_sft_default"] = r
-    log("  ", r)
-    del base
-    torch.cuda.empty_cache() if DEVICE == 'cuda' else None
+    if not a.skip_throughput:  # TRL's defaults first, then ours, in this one process
+        log("throughput: TRL SFTTrainer defaults")
+        timer = StepTimer(warm)
+        base_args = SFTConfig(output_dir=str(work / "trl_default"), max_steps=a.train_steps + warm, report_to="none",
+                              save_strategy="no", disable_tqdm=True, logging_steps=1000,
+                              **({"per_device_train_batch_size": 1, "use_cpu": True} if a.smoke else {}))
+        base = SFTTrainer(model=backbone_path, args=base_args, train_dataset=text_ds, callbacks=[timer.callback])
+        base.data_collator = count_tokens_collator(base.data_collator, timer)
+        base.train()
+        r = timer.result()
+        L = r["tokens"] / max(r["timed_steps"] * base_args.per_device_train_batch_size, 1)
+        r.update(per_device_train_batch_size=base_args.per_device_train_batch_size, bf16=base_args.bf16,
+                 gradient_checkpointing=base_args.gradient_checkpointing, full_finetune=True,
+                 weights_dtype=str(next(base.model.parameters()).dtype), mean_tokens_per_example=round(L, 1))
+        r["mfu"] = r["tokens_per_s"] * flops_per_token(cfg_text, L, True) / H100_BF16_PEAK
+        thr["trl_sft_default"] = r
+        log("  ", r)
+        del base
+        torch.cuda.empty_cache() if DEVICE == 'cuda' else None
 
     variants = [(f"hfrec_delrec_stage2_bs{b}", {"per_device_train_batch_size": int(b)}) for b in a.batches.split(",")]
     if a.compile:
