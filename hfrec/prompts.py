@@ -1,6 +1,7 @@
 """Prompt templates of the LLM methods (DELRec: temporal analysis, pattern simulating, recommendation).
 
-Templates have domain variants (movie, game, product, music): the nouns and verbs change, the structure does not.
+Templates have domain variants (movie, game, product, music, and a generic item): the nouns and verbs change,
+the structure does not.
 A soft prompt appears as ``num_virtual_tokens`` copies of a placeholder token that the model overwrites with the
 learned vectors (see ``hfrec.models.delrec``); with ``num_virtual_tokens=0`` the soft-prompt sentence is left out
 (the zero-shot LLM baseline sees the same prompt otherwise).
@@ -21,6 +22,8 @@ DOMAIN_WORDS: dict[str, dict[str, str]] = {
     "game": {"item": "game", "items": "games", "past": "played", "present": "play", "who": "video game"},
     "product": {"item": "product", "items": "products", "past": "purchased", "present": "buy", "who": "product"},
     "music": {"item": "track", "items": "tracks", "past": "listened to", "present": "listen to", "who": "music"},
+    # any other catalogue (the `atomic` benchmark of user-supplied RecBole files)
+    "item": {"item": "item", "items": "items", "past": "interacted with", "present": "choose", "who": "general"},
 }
 
 SYSTEM_TEMPLATE = "You are a {who} recommender. Answer with one title from the candidates, and nothing else."
@@ -111,7 +114,7 @@ class DELRecPrompter:
     Args:
         tokenizer: the backbone tokenizer (with the placeholder token added when ``num_virtual_tokens > 0``).
         catalog: item titles.
-        domain: movie, game, product or music.
+        domain: movie, game, product, music or item (generic wording for any other catalogue).
         teacher_name: the SR model named in the prompts.
         num_virtual_tokens: soft-prompt length (0: no soft prompt sentence).
         soft_prompt_token: the placeholder token string.

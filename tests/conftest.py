@@ -220,3 +220,38 @@ def hub_olah(hub_server, tmp_path_factory) -> HubProcess:
         pytest.fail(f"Olah did not start: {err}\n{server.log_text()[-3000:]}")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory):
+    """A tiny RecBole atomic benchmark: 60 users walking a ring of 50 titled items (item i then i+1) with some
+    noise; learnable, not trivial. Used with ``--dataset atomic --data_dir``."""
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    for user in range(60):
+        start = int(rng.integers(0, 50))
+        for t in range(int(rng.integers(8, 16))):
+            item = (start + t) % 50 if rng.random() > 0.15 else int(rng.integers(0, 50))
+            lines.append(f"u{user}\ti{item}\t{1000 + t}")
+    (folder / "tiny.inter").write_text("\n".join(lines) + "\n")
+    items = ["item_id:token\ttitle:token_seq"] + [f"i{i}\tItem number {i}" for i in range(50)]
+    (folder / "tiny.item").write_text("\n".join(items) + "\n")
+    return folder
+
+
+def accelerate_cpu_launch(script, *args, num_processes: int = 2) -> subprocess.CompletedProcess:
+    """Run ``script`` under ``accelerate launch`` in ``num_processes`` CPU processes (gloo).
+
+    ``accelerate launch --cpu --num_processes N`` starts ONE process (its simple launcher); several CPU processes
+    need the torchrun launcher (``--multi_gpu``) with ``ACCELERATE_USE_CPU=true``, which Trainer reads."""
+    with socket.socket() as sock:  # a free port for this run's rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+         "--num_machines", "1", "--main_process_port", str(port), "--mixed_precision", "no", "--dynamo_backend", "no",
+         str(script), *map(str, args)],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"})

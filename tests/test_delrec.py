@@ -360,6 +360,38 @@ def test_config_defaults_differ_from_sft_in_one_place():
     assert lora.r == 4 and lora.target_modules == "all-linear"
 
 
+def test_script_under_accelerate_two_processes(tiny_folder, tmp_path):
+    """DDP on CPU (gloo) with a tiny backbone and teacher: both stages run, rank 0 writes, one table is printed,
+    and the saved model, evaluated in one process, reproduces the DELRec row."""
+    from pathlib import Path
+
+    from conftest import accelerate_cpu_launch
+    from hfrec.trainers.delrec_script import main
+    from hfrec.trainers.train_sr import main as train_sr
+    from tiny_llm import tiny_lm, tiny_tokenizer
+
+    teacher, backbone, out = tmp_path / "teacher", tmp_path / "backbone", tmp_path / "delrec"
+    train_sr(["--model", "sasrec", "--dataset", "atomic", "--data_dir", str(tiny_folder), "--output_dir", str(teacher),
+              "--num_candidates", "10", "--max_seq_length", "8", "--num_train_epochs", "2", "--disable_tqdm", "true",
+              "--model_kwargs", '{"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1}'])
+    tiny_lm(seed=1).save_pretrained(backbone)
+    tiny_tokenizer().save_pretrained(backbone)
+    argv = ["--preset", "cpu", "--dataset", "atomic", "--data_dir", str(tiny_folder), "--backbone", str(backbone),
+            "--dtype", "float32", "--teacher_dir", str(teacher), "--output_dir", str(out), "--num_candidates", "10",
+            "--eval_users", "12", "--stage1_max_rows", "8", "--stage2_max_rows", "16",
+            "--per_device_train_batch_size", "4", "--disable_tqdm", "true"]
+    done = accelerate_cpu_launch(Path(__file__).parents[1] / "trainers" / "sft_delrec.py", *argv)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("DELRec on atomic") == 1  # one table per run, not one per process
+    assert (out / "adapter_config.json").exists() and (out / "soft_prompt.safetensors").exists()
+    records = json.loads((out / "eval_results.json").read_text())
+    assert {r["num_processes"] for r in records} == {2}
+    recorded = {r["method"]: r["metrics"] for r in records}
+    again = main([*argv, "--stages", "eval"])  # one process, the saved adapter + base
+    assert again["DELRec"] == pytest.approx(recorded["DELRec"])
+    assert set(recorded) >= {"popularity", "DELRec, untrained soft prompt", "DELRec"}
+
+
 # ------------------------------------------------------------------------------------------------ slow: real backbone
 @pytest.mark.slow
 def test_end_to_end_on_the_offline_backbone(tmp_path):

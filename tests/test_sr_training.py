@@ -6,35 +6,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from hfrec.cli import main as cli_main
 from hfrec.trainers.sr_trainer import SequenceWindows
 from hfrec.trainers.train_sr import main as train_sr
+from conftest import accelerate_cpu_launch
 
 TINY_MODEL = {
     "sasrec": '{"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1}',
     "gru4rec": '{"embedding_size": 16, "hidden_size": 16}',
     "caser": '{"embedding_size": 16, "num_horizontal_filters": 4, "num_vertical_filters": 2}',
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    """60 users walking a ring of 50 items (item i then i+1) with some noise: learnable, not trivial."""
-    folder = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(0)
-    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
-    for user in range(60):
-        start = int(rng.integers(0, 50))
-        for t in range(int(rng.integers(8, 16))):
-            item = (start + t) % 50 if rng.random() > 0.15 else int(rng.integers(0, 50))
-            lines.append(f"u{user}\ti{item}\t{1000 + t}")
-    (folder / "tiny.inter").write_text("\n".join(lines) + "\n")
-    items = ["item_id:token\ttitle:token_seq"] + [f"i{i}\tItem number {i}" for i in range(50)]
-    (folder / "tiny.item").write_text("\n".join(items) + "\n")
-    return folder
 
 
 def _train_args(folder, out, model="sasrec", epochs=4, extra=()):
@@ -142,12 +125,10 @@ def test_accelerate_launch_two_processes_gathers_every_user(tiny_folder, tmp_pat
     """DDP on CPU (gloo): each process ranks half the users; the reported metrics cover all of them."""
     out = tmp_path / "ddp"
     script = Path(__file__).parents[1] / "trainers" / "train_sr.py"
-    done = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", str(script), *_train_args(tiny_folder, out, epochs=2)],
-        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = accelerate_cpu_launch(script, *_train_args(tiny_folder, out, epochs=2))
     assert done.returncode == 0, done.stderr[-3000:]
     recorded = json.loads((out / "eval_results.json").read_text())[0]
+    assert recorded["num_processes"] == 2
     # The best validation NDCG@10 was gathered from both processes during training; the saved (best)
     # model ranked by one process over all users must give the same number.
     cli_main(["evaluate", str(out), "--dataset", "atomic", "--data-dir", str(tiny_folder), "--protocol", "full",

@@ -31,7 +31,7 @@ class BenchmarkSpec:
     """One named benchmark: how to find its files and what its items are."""
 
     name: str
-    domain: str  # selects prompt wording: movie | game | product | music
+    domain: str  # selects prompt wording: movie | game | product | music | item (generic)
     file_prefix: str  # RecBole atomic files are `<prefix>.inter` / `<prefix>.item`
     url: str | None = None  # a zip of RecBole atomic files
     wheel: tuple[str, str] | None = None  # (pip requirement, folder inside the wheel)

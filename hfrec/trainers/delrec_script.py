@@ -345,7 +345,8 @@ def main(argv: list[str] | None = None) -> dict:
         records.append(evaluation_record(
             metrics, dataset=ds.name, split=args.eval_split, protocol="candidates",
             num_candidates=args.num_candidates, seed=args.split_seed, model_type=model_type,
-            num_users=len(targets), command=command, method=name, **extra))
+            num_users=len(targets), command=command, method=name,
+            num_processes=int(os.environ.get("WORLD_SIZE", "1")), **extra))
 
     def llm_scores(m, ps, what="DELRec", prompt_kind="soft"):
         """Test scores of an LLM row, its ranking seconds, and how its length normalisation was chosen."""

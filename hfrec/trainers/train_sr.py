@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
                 seed=script.split_seed, model_type=script.model, num_users=len(ds["test"]), command=command,
                 train_seed=args.seed, train_seconds=round(train_seconds, 1), epochs=trainer.state.epoch,
                 best_validation={args.metric_for_best_model: trainer.state.best_metric},
+                num_processes=trainer.accelerator.num_processes,
             ))
         atomic_write_json(Path(args.output_dir) / "eval_results.json", records)
         print(json.dumps({r["protocol"]: r["metrics"] for r in records}, indent=2))

@@ -6,7 +6,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-DOMAINS = ("movie", "game", "product", "music")
+DOMAINS = ("movie", "game", "product", "music", "item")  # "item": generic wording for any other catalogue
 
 
 @strict
