@@ -74,9 +74,6 @@ class StepTimer:
         self.warmup = warmup
         self.per_batch: list[int] = []
         self.per_batch_padded: list[int] = []
-        self.tokens = 0
-        self.batches = 0
-        self.padded = 0
         self.t0 = self.t1 = None
         self.steps = 0
 
@@ -95,11 +92,8 @@ def count_tokens_collator(inner, timer):
     def collate(examples):
         batch = inner(examples)
         n = int(batch["attention_mask"].sum()) if "attention_mask" in batch else int(batch["input_ids"].numel())
-        timer.tokens += n
-        timer.padded += int(batch["input_ids"].numel())
         timer.per_batch.append(n)
         timer.per_batch_padded.append(int(batch["input_ids"].numel()))
-        timer.batches += 1
         return batch
 
     return collate
