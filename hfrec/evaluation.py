@@ -8,6 +8,7 @@ of the comparison table is computed the same way.
 from __future__ import annotations
 
 import datetime
+import logging
 from typing import Callable, Sequence
 
 import torch
@@ -15,6 +16,8 @@ from tqdm.auto import tqdm
 
 from .data import training_sequences
 from .metrics import DEFAULT_KS, candidate_target_index, metrics_from_ranks, target_ranks
+
+logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("full", "candidates")
 
@@ -43,29 +46,51 @@ def check_protocol(protocol: str) -> str:
 
 @torch.no_grad()
 def ranks_of(scorer: Scorer, rows, protocol: str, batch_size: int = 256, progress: bool = True,
-             desc: str = "ranking") -> torch.Tensor:
-    """0-based rank of every row's target under `scorer` (history masked for `full`)."""
+             desc: str = "ranking", return_invalid: bool = False
+             ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """0-based rank of every row's target under `scorer` (history masked for `full`).
+
+    Rows whose scores are invalid (NaN, +inf, or a non-finite target score; see
+    `hfrec.metrics.invalid_score_rows`) rank last and are counted; a warning names how many.
+    With `return_invalid=True` the (N,) bool mask of those rows comes back too.
+    """
     check_protocol(protocol)
-    all_ranks = []
+    all_ranks, all_invalid = [], []
     for start in tqdm(range(0, len(rows), batch_size), desc=f"{desc} ({protocol})", disable=not progress,
                       leave=False):
         batch = rows[start:start + batch_size]
         scores = scorer(batch, protocol).float().cpu()
         targets = torch.as_tensor(batch["target"])
         if protocol == "full":
-            all_ranks.append(target_ranks(scores, targets, exclude=left_pad(batch["full_history"])))
+            ranks, invalid = target_ranks(scores, targets, exclude=left_pad(batch["full_history"]),
+                                          return_invalid=True)
         else:
             candidates = torch.as_tensor(batch["candidates"])
             if scores.shape != candidates.shape:
                 raise ValueError(f"scorer returned {tuple(scores.shape)} scores for candidates of shape "
                                  f"{tuple(candidates.shape)}")
-            all_ranks.append(target_ranks(scores, candidate_target_index(candidates, targets)))
-    return torch.cat(all_ranks) if all_ranks else torch.empty(0, dtype=torch.long)
+            ranks, invalid = target_ranks(scores, candidate_target_index(candidates, targets), return_invalid=True)
+        all_ranks.append(ranks)
+        all_invalid.append(invalid)
+    ranks = torch.cat(all_ranks) if all_ranks else torch.empty(0, dtype=torch.long)
+    invalid = torch.cat(all_invalid) if all_invalid else torch.empty(0, dtype=torch.bool)
+    bad = int(invalid.sum())
+    if bad:  # counted over the whole evaluation, so one line says how much of the table is affected
+        first = invalid.nonzero().view(-1)[:5].tolist()
+        logger.warning("%s (%s): %d of %d rows had invalid scores (NaN, +inf, or a non-finite target score) and "
+                       "count as misses (first rows: %s). Fix the scorer: look for overflow, log(0) or 0/0.",
+                       desc, protocol, bad, len(invalid), first)
+    return (ranks, invalid) if return_invalid else ranks
 
 
 def evaluate_scorer(scorer: Scorer, rows, protocol: str, ks=DEFAULT_KS, batch_size: int = 256,
                     progress: bool = True, desc: str = "ranking") -> dict[str, float]:
-    return metrics_from_ranks(ranks_of(scorer, rows, protocol, batch_size, progress, desc), ks)
+    """HR/NDCG/MRR@`ks` of `scorer` on `rows`; adds `invalid_score_rows` (a count) only when it is not zero."""
+    ranks, invalid = ranks_of(scorer, rows, protocol, batch_size, progress, desc, return_invalid=True)
+    metrics = metrics_from_ranks(ranks, ks, invalid=invalid)
+    if bool(invalid.any()):
+        metrics["invalid_score_rows"] = int(invalid.sum())
+    return metrics
 
 
 def sr_model_scorer(model, max_seq_length: int | None = None) -> Scorer:

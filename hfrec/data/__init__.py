@@ -10,11 +10,11 @@ from .builder import (
     load_items,
     training_sequences,
 )
-from .processing import CorruptDataError
+from .processing import TIME_ORDERS, CorruptDataError
 from .sources import BENCHMARKS, DataSourceError, hfrec_cache_dir
 
 __all__ = [
     "BENCHMARKS", "GENERIC", "CorruptDataError", "DataSourceError", "RecBenchmarkBuilder", "RecBenchmarkConfig",
-    "RecDatasetDict", "check_benchmark_name", "hfrec_cache_dir", "load_benchmark", "load_items",
+    "RecDatasetDict", "TIME_ORDERS", "check_benchmark_name", "hfrec_cache_dir", "load_benchmark", "load_items",
     "training_sequences",
 ]

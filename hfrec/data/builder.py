@@ -16,6 +16,8 @@ from ..utils import atomic_write_json
 from .processing import (
     ProcessedBenchmark,
     check_protocol,
+    check_time_order,
+    item_text_columns,
     process_interactions,
     read_interactions,
     read_item_text,
@@ -55,8 +57,12 @@ class RecBenchmarkConfig(datasets.BuilderConfig):
     min_user_interactions: int = 5
     min_item_interactions: int = 0
     drop_repeats: bool = True
+    time_order: str = "timestamp"  # "timestamp" column or the "file"'s row order; the two never share a cache
     file_prefix: str = ""  # generic builder: which `<prefix>.inter` in data_dir
     source_fingerprint: str = ""  # size+mtime of user-given files, so edits invalidate the cache
+    # Items table only: its text columns beyond ITEM_FEATURES, read from the `.item` header. Part of the cache
+    # key, so a cache written with other columns (or by an older hfrec) is never reused.
+    item_columns: tuple[str, ...] = ()
 
 
 def _spec_for(config: RecBenchmarkConfig) -> BenchmarkSpec:
@@ -67,10 +73,10 @@ def _spec_for(config: RecBenchmarkConfig) -> BenchmarkSpec:
 
 @functools.lru_cache(maxsize=4)
 def _processed(benchmark: str, raw_dir: str, prefix: str, fingerprint: str, min_user: int, min_item: int,
-               drop_repeats: bool) -> ProcessedBenchmark:
+               drop_repeats: bool, time_order: str = "timestamp") -> ProcessedBenchmark:
     """Shared by the interactions and items builders of one load, so files are parsed once."""
     folder = Path(raw_dir)
-    interactions = read_interactions(folder / f"{prefix}.inter")
+    interactions = read_interactions(folder / f"{prefix}.inter", time_order=time_order)
     item_text = read_item_text(folder / f"{prefix}.item")
     return process_interactions(benchmark, interactions, item_text, min_user, min_item, drop_repeats)
 
@@ -79,11 +85,12 @@ class RecBenchmarkBuilder(datasets.GeneratorBasedBuilder):
     """Builds one benchmark's leave-one-out splits (or its items table) as Arrow, cached."""
 
     BUILDER_CONFIG_CLASS = RecBenchmarkConfig
-    VERSION = datasets.Version("1.0.0")
+    # 1.1.0: time_order, extra item text columns, BOM-safe reading; older caches are not reused.
+    VERSION = datasets.Version("1.1.0")
 
     def _info(self):
         spec = _spec_for(self.config)
-        features = ITEM_FEATURES if self.config.table == "items" else SPLIT_FEATURES
+        features = item_features(self.config.item_columns) if self.config.table == "items" else SPLIT_FEATURES
         return datasets.DatasetInfo(description=spec.description, features=features)
 
     def processed(self) -> ProcessedBenchmark:
@@ -91,7 +98,7 @@ class RecBenchmarkBuilder(datasets.GeneratorBasedBuilder):
         raw_dir = resolve_raw_dir(spec, self.config.data_dir)
         c = self.config
         return _processed(c.benchmark, str(raw_dir), spec.file_prefix, c.source_fingerprint,
-                          c.min_user_interactions, c.min_item_interactions, c.drop_repeats)
+                          c.min_user_interactions, c.min_item_interactions, c.drop_repeats, c.time_order)
 
     def _split_generators(self, dl_manager):
         bench = self.processed()
@@ -105,9 +112,10 @@ class RecBenchmarkBuilder(datasets.GeneratorBasedBuilder):
 
     def _generate_examples(self, bench: ProcessedBenchmark, split: str):
         if split == "items":
+            extra = self.config.item_columns
             for index, (original, text) in enumerate(zip(bench.item_ids, bench.item_text)):
                 yield index, {"item_id": index + 1, "title": text["title"], "genres": text["genres"],
-                              "original_id": original}
+                              "original_id": original, **{column: text.get(column, "") for column in extra}}
             return
         c = self.config
         for key, row in enumerate(split_rows(bench, str(split), c.num_candidates, c.seed, c.max_history)):
@@ -119,9 +127,10 @@ class RecBenchmarkBuilder(datasets.GeneratorBasedBuilder):
 class RecDatasetDict(datasets.DatasetDict):
     """A `DatasetDict` (train / validation / test) that also carries the items table and the stats.
 
-    `ds.item_table` is a `Dataset` of `item_id` (1..N), `title`, `genres`, `original_id`; `ds.item_titles[i]`
-    is the title of item `i` (index 0 is the padding item). Attributes do not survive `DatasetDict.map`;
-    keep a reference to the loaded object, or call `load_items(...)`.
+    `ds.item_table` is a `Dataset` of `item_id` (1..N), `title`, `genres`, `original_id`, then every other text
+    field of the `.item` file as a string column (`year` when the source has one; Amazon: `brand`, `sales_type`,
+    ...); `ds.item_titles[i]` is the title of item `i` (index 0 is the padding item). Attributes do not survive
+    `DatasetDict.map`; keep a reference to the loaded object, or call `load_items(...)`.
     """
 
     name: str
@@ -165,11 +174,12 @@ def _generic_prefix(data_dir) -> str:
     return inter_files[0].stem
 
 
-def _builder(name: str, table: str, data_dir, cache_dir, **protocol) -> RecBenchmarkBuilder:
+def _builder(name: str, table: str, data_dir, cache_dir, item_columns: tuple[str, ...] = (),
+             **protocol) -> RecBenchmarkBuilder:
     return RecBenchmarkBuilder(
         cache_dir=str(cache_dir), dataset_name=f"hfrec_{name}", data_dir=None if data_dir is None else str(data_dir),
         benchmark=name, table=table, file_prefix=_generic_prefix(data_dir) if name == GENERIC else "",
-        source_fingerprint=_fingerprint(data_dir), **protocol)
+        source_fingerprint=_fingerprint(data_dir), item_columns=tuple(item_columns), **protocol)
 
 
 def check_benchmark_name(name: str) -> str:
@@ -190,6 +200,7 @@ def load_benchmark(
     min_item_interactions: int = 0,
     drop_repeats: bool = True,
     cache_dir: str | None = None,
+    time_order: str | None = None,
 ) -> RecDatasetDict:
     """Load a benchmark split by the shared protocol (METHODS.md), preparing and caching it on first use.
 
@@ -201,6 +212,9 @@ def load_benchmark(
         num_candidates: size of each stored candidate list (the target + `num_candidates - 1` negatives).
         seed: fixes the candidate lists; the same seed gives the same lists everywhere.
         max_history: cap on the stored `history` (LLM prompts usually take the last 10 of them).
+        time_order: what orders each user's interactions: "timestamp" (the `.inter` file's timestamp column; a
+            file without one is an error) or "file" (the rows' order in the file). None takes the benchmark's
+            own ("timestamp" everywhere but "lastfm", whose files have no timestamps). Part of the cache key.
 
     Returns:
         A `RecDatasetDict` with splits `train`, `validation`, `test` and attributes `item_table`, `num_items`,
@@ -212,12 +226,18 @@ def load_benchmark(
         >>> [ds.item_titles[i] for i in row["history"][-3:]], ds.item_titles[row["target"]]
     """
     name = check_benchmark_name(name)
+    if time_order is None:
+        time_order = BENCHMARKS[name].time_order if name in BENCHMARKS else "timestamp"
     protocol = dict(num_candidates=num_candidates, seed=seed, max_history=max_history,
                     min_user_interactions=min_user_interactions, min_item_interactions=min_item_interactions,
-                    drop_repeats=drop_repeats)
+                    drop_repeats=drop_repeats, time_order=check_time_order(time_order))
     cache_dir = Path(cache_dir) if cache_dir else hfrec_cache_dir() / "datasets"
     splits_builder = _builder(name, "interactions", data_dir, cache_dir, **protocol)
-    items_builder = _builder(name, "items", data_dir, cache_dir, **protocol)
+    # The items table's columns come from the `.item` header (one line), so they can enter its cache key.
+    spec = _spec_for(splits_builder.config)
+    raw_dir = resolve_raw_dir(spec, splits_builder.config.data_dir)
+    item_columns = item_text_columns(raw_dir / f"{spec.file_prefix}.item")
+    items_builder = _builder(name, "items", data_dir, cache_dir, item_columns=tuple(item_columns), **protocol)
     for builder in (splits_builder, items_builder):
         builder.download_and_prepare()
     loaded = splits_builder.as_dataset()
@@ -245,6 +265,11 @@ def _stats_of(builder: RecBenchmarkBuilder, result: RecDatasetDict) -> dict:
     return stats
 
 
+def item_features(item_columns=()) -> datasets.Features:
+    """Features of the items table: ITEM_FEATURES, then one string column per extra text field."""
+    return datasets.Features({**ITEM_FEATURES, **{column: datasets.Value("string") for column in item_columns}})
+
+
 def load_items(name: str = "ml-100k", data_dir: str | None = None, **protocol) -> datasets.Dataset:
     """The items table of a benchmark (same ids as `load_benchmark` with the same filtering)."""
     return load_benchmark(name, data_dir=data_dir, **protocol).item_table
@@ -264,5 +289,5 @@ def training_sequences(train: datasets.Dataset) -> list[list[int]]:
     return list(sequences.values())
 
 
-__all__ = ["GENERIC", "RecBenchmarkBuilder", "RecBenchmarkConfig", "RecDatasetDict", "load_benchmark",
-           "load_items", "training_sequences"]
+__all__ = ["GENERIC", "RecBenchmarkBuilder", "RecBenchmarkConfig", "RecDatasetDict", "item_features",
+           "load_benchmark", "load_items", "training_sequences"]

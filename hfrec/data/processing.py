@@ -6,6 +6,7 @@ Pure functions over plain Python / NumPy, so every method and baseline sees exac
 
 from __future__ import annotations
 
+import codecs
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,21 +24,86 @@ _GENRE_FIELDS = ("class", "genre", "genres", "categories", "category", "tags", "
 _YEAR_FIELDS = ("release_year", "year")
 
 
+TIME_ORDERS = ("timestamp", "file")  # what defines "before": the timestamp column, or the file's row order
+
+# RecBole field types whose values are text a prompt can use; float fields count only when they are a year.
+_TEXT_TYPES = ("token", "token_seq")
+# Item-table columns filled from the header's chosen fields; other text fields keep their own names.
+BASE_ITEM_COLUMNS = ("item_id", "title", "genres", "original_id")
+
+# Magic numbers of archives people hand over instead of the extracted files.
+_ARCHIVE_MAGIC = {b"PK\x03\x04": "a zip archive", b"\x1f\x8b": "a gzip file", b"BZh": "a bzip2 file",
+                  b"\xfd7zXZ": "an xz file", b"7z\xbc\xaf": "a 7z archive"}
+
+
 class CorruptDataError(ValueError):
     """A raw data file does not parse; the message names the file, the line and the fix."""
 
 
-def _read_atomic(path: Path) -> tuple[list[str], list[list[str]]]:
-    """Read a RecBole atomic file: a header of `name:type` fields, then tab-separated rows."""
-    fix = (f"Fix: delete {path} so hfrec fetches a fresh copy, or repair the file "
-           "(RecBole atomic format: tab-separated, header `field:type`).")
+def _fix_hint(path: Path) -> str:
+    return (f"Fix: delete {path} so hfrec fetches a fresh copy, or repair the file "
+            "(RecBole atomic format: UTF-8 text, tab-separated, header `field:type`).")
+
+
+def _check_text_file(path: Path) -> None:
+    """Fail early, with a useful name for it, on an empty or binary file."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if not head.removeprefix(codecs.BOM_UTF8).strip():
+        raise CorruptDataError(f"{path}: the file is empty (no header line). {_fix_hint(path)}")
+    for magic, kind in _ARCHIVE_MAGIC.items():
+        if head.startswith(magic):
+            raise CorruptDataError(f"{path}: this is {kind}, not a text file. Fix: extract the archive and point "
+                                   f"hfrec at the extracted `.inter` / `.item` files, or delete {path}.")
+    if b"\x00" in head:  # UTF-16 exports and binary blobs both hold NUL bytes; UTF-8 text never does
+        raise CorruptDataError(f"{path}: holds NUL bytes, so it is binary or UTF-16, not UTF-8 text. Fix: re-save "
+                               f"it as UTF-8, or delete it so hfrec fetches a fresh copy.")
+
+
+def _parse_header(path: Path, line: str) -> list[str]:
+    """Field names of an atomic-file header line; whitespace around names and types is dropped."""
+    header = line.rstrip("\r\n").split("\t")
+    if not all(":" in h for h in header):
+        raise CorruptDataError(f"{path}: line 1 is not an atomic-file header "
+                               f"(expected 'name:type' fields, got {header[:4]}). {_fix_hint(path)}")
+    fields = [tuple(part.strip() for part in h.split(":", 1)) for h in header]
+    names = [name for name, _ in fields]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated or not all(names):
+        problem = f"repeats the field(s) {duplicated}" if duplicated else "has a field with no name"
+        raise CorruptDataError(f"{path}: the header {problem} ({names}), so a column cannot be told apart. "
+                               f"Fix: give every column its own name, or drop the extra one. {_fix_hint(path)}")
+    return [f"{name}:{kind}" for name, kind in fields]
+
+
+def _open_text(path: Path):
+    # utf-8-sig drops a byte-order mark that Excel / Windows exports put before the first header name.
+    return open(path, encoding="utf-8-sig")
+
+
+def read_header(path: Path) -> list[str]:
+    """The `name:type` fields of an atomic file's header, cleaned (no BOM, no surrounding whitespace)."""
+    path = Path(path)
+    _check_text_file(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            header = handle.readline().rstrip("\n").rstrip("\r").split("\t")
-            names = [h.split(":", 1)[0] for h in header]
-            if not header or not all(":" in h for h in header):
-                raise CorruptDataError(f"{path}: line 1 is not an atomic-file header "
-                                       f"(expected 'name:type' fields, got {header[:4]}). {fix}")
+        with _open_text(path) as handle:
+            return _parse_header(path, handle.readline())
+    except UnicodeDecodeError as err:
+        raise CorruptDataError(f"{path}: not UTF-8 text ({err}). {_fix_hint(path)}") from err
+
+
+def _read_atomic(path: Path, with_types: bool = False):
+    """Read a RecBole atomic file: a header of `name:type` fields, then tab-separated rows.
+
+    Accepts what real exports look like: a UTF-8 byte-order mark, CRLF line ends, columns in any order,
+    extra columns, blanks around header names. Returns (names, rows), or (names, types, rows).
+    """
+    path = Path(path)
+    _check_text_file(path)
+    try:
+        with _open_text(path) as handle:
+            fields = _parse_header(path, handle.readline())
+            names = [f.split(":", 1)[0] for f in fields]
             rows = []
             for line_no, line in enumerate(handle, start=2):
                 line = line.rstrip("\n").rstrip("\r")
@@ -46,10 +112,12 @@ def _read_atomic(path: Path) -> tuple[list[str], list[list[str]]]:
                 parts = line.split("\t")
                 if len(parts) != len(names):
                     raise CorruptDataError(f"{path}: line {line_no} has {len(parts)} fields, the header "
-                                           f"has {len(names)} ({line[:80]!r}). {fix}")
+                                           f"has {len(names)} ({line[:80]!r}). {_fix_hint(path)}")
                 rows.append(parts)
     except UnicodeDecodeError as err:
-        raise CorruptDataError(f"{path}: not UTF-8 text ({err}). {fix}") from err
+        raise CorruptDataError(f"{path}: not UTF-8 text ({err}). {_fix_hint(path)}") from err
+    if with_types:
+        return names, [f.split(":", 1)[1] for f in fields], rows
     return names, rows
 
 
@@ -60,6 +128,13 @@ def _pick(names: list[str], candidates: tuple[str, ...]) -> int | None:
     return None
 
 
+def check_time_order(time_order: str) -> str:
+    if time_order not in TIME_ORDERS:
+        raise ValueError(f"time_order={time_order!r} is not one of {TIME_ORDERS}: use 'timestamp' to order each "
+                         "user's interactions by the timestamp column, or 'file' to keep the file's row order.")
+    return time_order
+
+
 @dataclass
 class Interactions:
     users: list[str]
@@ -68,7 +143,13 @@ class Interactions:
     source: str
 
 
-def read_interactions(path: Path) -> Interactions:
+def read_interactions(path: Path, time_order: str = "timestamp") -> Interactions:
+    """Users, items and timestamps of an `.inter` file.
+
+    `time_order="timestamp"` (the default) needs a timestamp field and fails without one, so a renamed or
+    mangled column never silently turns into a different split; `"file"` keeps the file's row order.
+    """
+    check_time_order(time_order)
     names, rows = _read_atomic(path)
     if not rows:
         raise CorruptDataError(f"{path}: no interactions after the header. Fix: delete the file so hfrec "
@@ -79,8 +160,14 @@ def read_interactions(path: Path) -> Interactions:
                                f"{_ITEM_FIELDS}; its header has {names}.")
     time_col = _pick(names, _TIME_FIELDS)
     timestamps = None
-    if time_col is None:
-        logger.warning("%s has no timestamp field: keeping the file's order as the time order.", path)
+    if time_order == "file":
+        logger.info("%s: time_order='file', so each user's interactions keep the file's row order%s.", path,
+                    f" (the {names[time_col]!r} column is not used)" if time_col is not None else "")
+    elif time_col is None:
+        raise CorruptDataError(
+            f"{path}: no timestamp field {_TIME_FIELDS} in the header {names}, so interactions cannot be put in "
+            "time order. Fix: name the timestamp column `timestamp:float`, or, if the rows are already in time "
+            "order, ask for that explicitly with time_order='file'.")
     else:
         try:
             timestamps = np.array([float(r[time_col]) for r in rows], dtype=np.float64)
@@ -90,25 +177,68 @@ def read_interactions(path: Path) -> Interactions:
     return Interactions([r[user_col] for r in rows], [r[item_col] for r in rows], timestamps, str(path))
 
 
-def read_item_text(path: Path | None) -> dict[str, dict[str, str]]:
-    """Map original item id -> {"title", "genres"}; empty when the source has no item file."""
-    if path is None or not path.is_file():
-        return {}
-    names, rows = _read_atomic(path)
+def _item_layout(names: list[str], types: list[str], path: Path) -> dict[str, int | None]:
+    """Which source column fills each item-table column: title, genres, year, then every other text field.
+
+    Text fields are `token` / `token_seq` ones and float year fields; the item id and non-year floats
+    (prices, ranks) are left out. A field whose name clashes with a table column gets a `_text` suffix.
+    """
     item_col = _pick(names, _ITEM_FIELDS)
     if item_col is None:
         raise CorruptDataError(f"{path}: no item id field {_ITEM_FIELDS} in header {names}.")
     title_col, genre_col, year_col = (_pick(names, f) for f in (_TITLE_FIELDS, _GENRE_FIELDS, _YEAR_FIELDS))
+    layout: dict[str, int | None] = {"title": title_col, "genres": genre_col}
+    if year_col is not None:
+        layout["year"] = year_col
+    used = {item_col, title_col, genre_col, year_col}
+    for index, (name, kind) in enumerate(zip(names, types)):
+        if index in used or not (kind in _TEXT_TYPES or (kind == "float" and name in _YEAR_FIELDS)):
+            continue
+        column = name
+        while column in layout or column in BASE_ITEM_COLUMNS:
+            column = f"{column}_text"
+        layout[column] = index
+    return layout
+
+
+def item_text_columns(path: Path | None) -> list[str]:
+    """Columns `read_item_text` gives every item besides title and genres (e.g. `year`, `brand`).
+
+    Reads only the header, so the items table's schema (and its cache key) is known before processing.
+    """
+    if path is None or not Path(path).is_file():
+        return []
+    fields = read_header(Path(path))
+    names, types = [f.split(":", 1)[0] for f in fields], [f.split(":", 1)[1] for f in fields]
+    return [c for c in _item_layout(names, types, Path(path)) if c not in ("title", "genres")]
+
+
+def _year_text(value: str) -> str:
+    value = value.strip()
+    return value[:-2] if value.endswith(".0") else value  # float years arrive as "1995.0"
+
+
+def read_item_text(path: Path | None) -> dict[str, dict[str, str]]:
+    """Map original item id -> {"title", "genres", ...every other text field}; empty without an item file.
+
+    MovieLens gives title ("Toy Story (1995)"), genres and year; Amazon adds brand, categories, ... as
+    they come in the file, so LLM prompts can use whatever text the dataset has.
+    """
+    if path is None or not Path(path).is_file():
+        return {}
+    path = Path(path)
+    names, types, rows = _read_atomic(path, with_types=True)
+    layout = _item_layout(names, types, path)
+    item_col = _pick(names, _ITEM_FIELDS)
     table = {}
     for row in rows:
-        title = row[title_col].strip() if title_col is not None else ""
-        year = row[year_col].strip() if year_col is not None else ""
-        if year.endswith(".0"):
-            year = year[:-2]
-        if title and year and f"({year})" not in title:
-            title = f"{title} ({year})"  # "Toy Story (1995)": disambiguates remakes in prompts
-        genres = row[genre_col].strip() if genre_col is not None else ""
-        table[row[item_col]] = {"title": title, "genres": genres}
+        text = {column: (row[index].strip() if index is not None else "") for column, index in layout.items()}
+        if "year" in text:
+            text["year"] = _year_text(text["year"])
+        year = text.get("year", "")
+        if text["title"] and year and f"({year})" not in text["title"]:
+            text["title"] = f"{text['title']} ({year})"  # "Toy Story (1995)": disambiguates remakes in prompts
+        table[row[item_col]] = text
     return table
 
 
@@ -192,7 +322,9 @@ def process_interactions(
         sequences.append([new_id[int(i)] for i in chunk_items])
 
     missing_titles = sum(1 for t in kept_item_tokens if not item_text.get(t, {}).get("title"))
-    texts = [item_text.get(t) or {"title": "", "genres": ""} for t in kept_item_tokens]
+    columns = list(dict.fromkeys(["title", "genres"] + [c for text in item_text.values() for c in text]))
+    empty = dict.fromkeys(columns, "")
+    texts = [{**empty, **item_text.get(t, {})} for t in kept_item_tokens]  # items missing from .item: blanks
     lengths = np.array([len(s) for s in sequences])
     stats.update({
         "num_users": len(sequences), "num_items": len(kept_item_tokens), "num_interactions": int(lengths.sum()),
@@ -264,6 +396,7 @@ def split_rows(bench: ProcessedBenchmark, split: str, num_candidates: int, seed:
 
 
 __all__ = [
-    "CorruptDataError", "Interactions", "check_protocol", "ProcessedBenchmark", "k_core_filter", "process_interactions",
+    "BASE_ITEM_COLUMNS", "TIME_ORDERS", "CorruptDataError", "Interactions", "check_protocol", "check_time_order",
+    "ProcessedBenchmark", "item_text_columns", "k_core_filter", "process_interactions", "read_header",
     "read_interactions", "read_item_text", "sample_candidates", "split_rows",
 ]

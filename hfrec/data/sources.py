@@ -37,6 +37,9 @@ class BenchmarkSpec:
     wheel: tuple[str, str] | None = None  # (pip requirement, folder inside the wheel)
     description: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    # What orders a user's interactions when the caller does not say: "timestamp" (the column) or "file"
+    # (row order), for sources whose official files carry no timestamp.
+    time_order: str = "timestamp"
 
 
 _RECBOLE_URL = "https://recbole.s3-accelerate.amazonaws.com/ProcessedDatasets/"
@@ -75,7 +78,9 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         ),
         BenchmarkSpec(
             "lastfm", "music", "lastfm", _RECBOLE_URL + "LastFM/lastfm.zip",
-            description="Last.fm HetRec 2011 listening data, artist names.",
+            description="Last.fm HetRec 2011 listening data, artist names (no timestamps: the file's row order "
+                        "is the time order).",
+            time_order="file",
         ),
     ]
 }

@@ -73,10 +73,14 @@ class SRTrainer(Trainer):
         # Each process ranks its shard of users; ranks are gathered so every process sees the same metrics.
         shard = rows.shard(num_shards=self.args.world_size, index=self.args.process_index, contiguous=True)
         model = self.accelerator.unwrap_model(self.model)
-        ranks = ranks_of(sr_model_scorer(model), shard, self.args.eval_protocol,
-                         batch_size=self.args.per_device_eval_batch_size, progress=False)
-        ranks = torch.tensor([r for part in gather_object([ranks.tolist()]) for r in part])
-        metrics = {f"{metric_key_prefix}_{k}": v for k, v in metrics_from_ranks(ranks).items()}
+        ranks, invalid = ranks_of(sr_model_scorer(model), shard, self.args.eval_protocol,
+                                  batch_size=self.args.per_device_eval_batch_size, progress=False, return_invalid=True)
+        parts = gather_object([(ranks.tolist(), invalid.tolist())])
+        ranks = torch.tensor([r for part, _ in parts for r in part])
+        invalid = torch.tensor([i for _, part in parts for i in part], dtype=torch.bool)
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in metrics_from_ranks(ranks, invalid=invalid).items()}
+        if bool(invalid.any()):
+            metrics[f"{metric_key_prefix}_invalid_score_rows"] = int(invalid.sum())
         metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 4)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
