@@ -143,7 +143,7 @@ def main():
         tmp.write_text(json.dumps(report, indent=1, default=str))
         os.replace(tmp, out / a.report_name)
 
-    from hfrec.trainers.delrec_script import main as delrec_main
+    from hfrec.methods.delrec.script import main as delrec_main
     from hfrec.trainers.train_sr import main as train_sr
 
     work = Path(os.environ.get("DELREC_WORK", "/tmp/delrec_bench"))
@@ -163,14 +163,20 @@ def main():
 
     import hfrec.models  # noqa: F401
     from hfrec.data import load_benchmark
-    from hfrec.llm import offline_backbone_path
+    from hfrec.methods.common.backbones import offline_backbone_path
     from hfrec.models.delrec import DELRecForCausalLM
-    from hfrec.prompts import DELRecPrompter, ItemCatalog
-    from hfrec.scoring import generate_then_match, score_candidates_by_likelihood
-    from hfrec.trainers.delrec_config import DELRecSFTConfig
-    from hfrec.trainers.delrec_data import build_ranking_inputs, build_recommendation_examples, select_training_rows
-    from hfrec.trainers.delrec_script import candidate_metrics
-    from hfrec.trainers.delrec_trainer import DELRecCollator, DELRecSFTTrainer
+    from hfrec.methods.common.prompts import ItemCatalog
+    from hfrec.methods.delrec.prompts import DELRecPrompter
+    from hfrec.methods.common.scoring import generate_then_match, score_candidates_by_likelihood
+    from hfrec.methods.delrec.config import DELRecSFTConfig
+    from hfrec.methods.common.data import select_training_rows
+    from hfrec.methods.delrec.data import build_ranking_inputs, build_recommendation_examples
+    from hfrec.metrics import candidate_target_index, ranking_metrics
+
+    def candidate_metrics(scores, cand_ids, target_ids):
+        return ranking_metrics(scores, candidate_target_index(torch.as_tensor(cand_ids), torch.as_tensor(target_ids)))
+    from hfrec.methods.common.sft import PaddingCollator
+    from hfrec.methods.delrec.trainer import DELRecSFTTrainer
 
     ds = load_benchmark("ml-100k")
     catalog = ItemCatalog(list(ds.item_titles))
@@ -229,7 +235,7 @@ def main():
                                **{"per_device_train_batch_size": a.our_batch, **extra}, bf16=False)
         try:
             tr = DELRecSFTTrainer(model=m, args=args, train_dataset=Dataset.from_list(ours_ex), processing_class=tok,
-                                  data_collator=count_tokens_collator(DELRecCollator(tok.pad_token_id, 8), timer),
+                                  data_collator=count_tokens_collator(PaddingCollator(tok.pad_token_id, 8), timer),
                                   callbacks=[timer.callback])
             tr.train()
             r = timer.result()
@@ -273,7 +279,7 @@ def main():
                                bf16=False, **({"compile_layers": True, "train_sampling_strategy": "group_by_length"}
                                               if a.compile else {}))
         tr = DELRecSFTTrainer(model=m, args=args, train_dataset=Dataset.from_list(ours_ex), processing_class=tok,
-                              data_collator=DELRecCollator(tok.pad_token_id, 64), callbacks=[_Prof()])
+                              data_collator=PaddingCollator(tok.pad_token_id, 64), callbacks=[_Prof()])
         tr.train()
         ka = prof.key_averages()
         text = "== by CPU total ==\n" + ka.table(sort_by="cpu_time_total", row_limit=25)
@@ -363,7 +369,7 @@ def main():
         log("  generate bs", bs, rk[f"generate_then_match_bs{bs}"]["users_per_s"], "valid", g.valid_ratio)
         save()
     try:  # the same packed ranking through regionally compiled layers (after generation, which stays eager)
-        from hfrec.trainers.delrec_trainer import compile_decoder_layers
+        from hfrec.methods.common.sft import compile_decoder_layers
 
         compile_decoder_layers(rank_model)
         time_likelihood("_compile_layers", (2,) if a.smoke else (64, 128))

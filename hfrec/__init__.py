@@ -26,17 +26,20 @@ from .models import (
 
 # name -> module that defines it, imported when the name is first used (PEP 562)
 _LAZY = {
-    "SoftPromptSRDistiller": ".trainers.delrec_trainer",
-    "DELRecSFTTrainer": ".trainers.delrec_trainer",
-    "DELRecDistillConfig": ".trainers.delrec_config",
-    "DELRecSFTConfig": ".trainers.delrec_config",
+    "SoftPromptSRDistiller": ".methods.delrec.trainer",
+    "DELRecSFTTrainer": ".methods.delrec.trainer",
+    "DELRecDistillConfig": ".methods.delrec.config",
+    "DELRecSFTConfig": ".methods.delrec.config",
+    "HfrecSFTConfig": ".methods.common.sft",
+    "LoRASFTConfig": ".methods.common.sft",
+    "HfrecSFTTrainer": ".methods.common.sft",
     "SRTrainer": ".trainers.sr_trainer",
     "SRTrainingConfig": ".trainers.sr_config",
-    "score_candidates_by_likelihood": ".scoring",
-    "rank_candidates": ".scoring",
-    "generate_then_match": ".scoring",
-    "load_backbone": ".llm",
-    "offline_backbone_path": ".llm",
+    "score_candidates_by_likelihood": ".methods.common.scoring",
+    "rank_candidates": ".methods.common.scoring",
+    "generate_then_match": ".methods.common.scoring",
+    "load_backbone": ".methods.common.backbones",
+    "offline_backbone_path": ".methods.common.backbones",
 }
 
 

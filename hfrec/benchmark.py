@@ -1,7 +1,7 @@
 """The main job: every method on one benchmark, ranked on the same test candidate lists, in one table.
 
 `hfrec benchmark` (README's first command) runs it on the embedded default, ML-100K: popularity and the
-SASRec teacher on every test user, then DELRec (`hfrec.trainers.delrec_script`) with that teacher, which ranks
+SASRec teacher on every test user, then DELRec (`hfrec.methods.delrec.script`) with that teacher, which ranks
 popularity, the teacher, the zero-shot LLM, DELRec with an untrained soft prompt and DELRec on the same users
 and candidate lists (the CPU preset uses the first 200 test users; the GPU preset all of them). Each row is a
 function of a shared context; a model already in the output folder (with its `eval_results.json`) is reused,
@@ -57,7 +57,7 @@ def _sr_row(model_type: str) -> Callable[[BenchmarkContext], dict]:
 
 def _delrec_rows(ctx: BenchmarkContext) -> dict:
     """DELRec's own run: its table rows, all on the same users, keyed by their labels."""
-    from .trainers.delrec_script import main as delrec_main
+    from .methods.delrec.script import main as delrec_main
 
     teacher_dir = ctx.output_dir / "sasrec"
     if "sasrec" not in ctx.results:

@@ -23,7 +23,7 @@ EXAMPLES = {
 # `hfrec train <method> ...` hands the rest of the command line to that method's script.
 TRAINERS = {
     "sr": "hfrec.trainers.train_sr",
-    "delrec": "hfrec.trainers.delrec_script",
+    "delrec": "hfrec.methods.delrec.script",
 }
 
 

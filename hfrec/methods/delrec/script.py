@@ -45,7 +45,21 @@ from datasets import Dataset
 from transformers import HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..utils import atomic_write_json, atomic_write_text
+from ...data import load_benchmark
+from ...evaluation import evaluate_scorer, popularity_scorer, sr_model_scorer
+from ...models.delrec import DELRecForCausalLM
+from ...utils import atomic_write_json
+from ..common.backbones import resolve_dtype
+from ..common.data import select_training_rows
+from ..common.prompts import ItemCatalog
+from ..common.ranking import (GenerateThenMatchScorer, LikelihoodScorer, RankingTable, choose_length_normalization,
+                              write_recommender_info)
+from ..common.sft import decompile_decoder_layers
+from ..common.teachers import load_or_train_teacher, teacher_display_name
+from .config import DELRecDistillConfig, DELRecSFTConfig
+from .data import build_ranking_inputs, build_recommendation_examples, build_stage1_examples
+from .prompts import DELRecPrompter
+from .trainer import DELRecSFTTrainer, SoftPromptSRDistiller
 
 logger = logging.getLogger("hfrec.delrec")
 
@@ -55,7 +69,7 @@ PRESETS: dict[str, dict] = {
         stage1_rows_per_user=1, stage1_max_rows=48, stage1_epochs=1.0, stage1_learning_rate=1e-2,
         stage2_rows_per_user=1, stage2_max_rows=384, stage2_epochs=1.0, stage2_learning_rate=2e-3,
         per_device_train_batch_size=8, gradient_accumulation_steps=1, eval_users=200, eval_batch_size=8,
-        teacher_epochs=20, dtype="bfloat16", lora_target_modules="q_proj,v_proj", lora_dropout=0.0,
+        teacher_epochs=20, dtype="auto", lora_target_modules="q_proj,v_proj", lora_dropout=0.0,
         length_normalize="1.0", compile_layers=False, group_by_length=False,
     ),
     "gpu": dict(
@@ -63,7 +77,7 @@ PRESETS: dict[str, dict] = {
         stage1_rows_per_user=2, stage1_max_rows=None, stage1_epochs=1.0, stage1_learning_rate=1e-3,
         stage2_rows_per_user=16, stage2_max_rows=None, stage2_epochs=2.0, stage2_learning_rate=3e-4,
         per_device_train_batch_size=64, gradient_accumulation_steps=1, eval_users=None, eval_batch_size=64,
-        teacher_epochs=200, dtype="bfloat16", lora_target_modules="all-linear", lora_dropout=0.0,
+        teacher_epochs=200, dtype="auto", lora_target_modules="all-linear", lora_dropout=0.0,
         length_normalize="auto", compile_layers=True, group_by_length=False,
     ),
 }
@@ -80,7 +94,11 @@ class DELRecScriptArguments:
     backbone: str | None = field(
         default=None, metadata={"help": "Causal LM: Hub id or folder; unset = offline SmolLM2-135M-Instruct."}
     )
-    dtype: str | None = field(default=None, metadata={"help": "Backbone weights: float32 | bfloat16 | float16."})
+    dtype: str | None = field(
+        default=None,
+        metadata={"help": "Backbone weights: auto (bf16 where the GPU/CPU runs it natively, else float32) | float32 | "
+                  "bfloat16 | float16."},
+    )
     teacher_dir: str | None = field(
         default=None, metadata={"help": "A trained hfrec SR model folder; unset = train one into OUTPUT/teacher."}
     )
@@ -120,6 +138,7 @@ class DELRecScriptArguments:
     lora_dropout: float | None = field(default=None, metadata={"help": "LoRA dropout."})
     per_device_train_batch_size: int | None = field(default=None, metadata={"help": "Batch per device."})
     gradient_accumulation_steps: int | None = field(default=None, metadata={"help": "Accumulation steps."})
+    max_steps: int = field(default=-1, metadata={"help": "Stop each stage after N optimiser steps (-1: the epochs)."})
     stage1_args: str = field(default="{}", metadata={"help": "JSON: any other DELRecDistillConfig fields."})
     stage2_args: str = field(default="{}", metadata={"help": "JSON: any other DELRecSFTConfig fields."})
     eval_split: str = field(default="test", metadata={"help": "validation | test."})
@@ -161,7 +180,8 @@ class DELRecScriptArguments:
             if getattr(self, key) is None:
                 setattr(self, key, fallback[key])
         if self.dtype is None:
-            self.dtype = "bfloat16" if torch.cuda.is_available() else "float32"
+            self.dtype = "auto"
+        resolve_dtype(self.dtype)  # a clear error for an unknown name
         if self.stages not in ("1", "2", "both", "eval"):
             raise ValueError(f"--stages must be 1, 2, both or eval, got {self.stages!r}")
         if self.length_normalize != "auto":
@@ -184,8 +204,8 @@ def make_parser() -> HfArgumentParser:
     )
 
 
-# ---------------------------------------------------------------------------------------------------- helpers
-def _atomic_save_dir(final_dir: Path, save_fn) -> None:
+# ---------------------------------------------------------------------------------------------------- steps
+def save_into(final_dir: Path, save_fn) -> None:
     """``save_fn(tmp_dir)`` writes files; each is then moved into ``final_dir`` with an atomic rename."""
     final_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=final_dir))
@@ -197,60 +217,133 @@ def _atomic_save_dir(final_dir: Path, save_fn) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def train_stage1(args, model, tok, prompter, teacher, ds, out: Path, timings: dict):
+    """Stage 1 (soft prompt only); returns the model to continue with (a fresh copy when FSDP sharded it)."""
+    s1_dir = out / "stage1"
+    done_marker = s1_dir / "stage1_done.json"
+    if args.resume_from_checkpoint and done_marker.exists():
+        logger.info("Stage 1 already done: loading the soft prompt from %s", s1_dir)
+        return model.load_soft_prompt(s1_dir)
+    t0 = time.time()
+    rows = select_training_rows(ds["train"], args.stage1_rows_per_user, args.stage1_max_rows, seed=args.seed,
+                                min_history=2)
+    examples = build_stage1_examples(rows, prompter, teacher, ds.num_items, args.stage1_candidates, args.rps_top_k,
+                                     args.ta_window, seed=args.seed)
+    logger.info("stage 1: %d TA/RPS examples (mean %.0f tokens)", len(examples),
+                sum(len(e["input_ids"]) for e in examples) / max(len(examples), 1))
+    config = DELRecDistillConfig(
+        output_dir=str(s1_dir), num_train_epochs=args.stage1_epochs, learning_rate=args.stage1_learning_rate,
+        per_device_train_batch_size=args.per_device_train_batch_size, max_steps=args.max_steps,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, seed=args.seed,
+        disable_tqdm=args.disable_tqdm, **json.loads(args.stage1_args),
+    )
+    trainer = SoftPromptSRDistiller(model=model, args=config, train_dataset=Dataset.from_list(examples),
+                                    processing_class=tok)
+    resume = get_last_checkpoint(str(s1_dir)) if args.resume_from_checkpoint and s1_dir.exists() else None
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(str(s1_dir))
+    timings["stage1_s"] = round(time.time() - t0, 1)
+    if trainer.is_world_process_zero():
+        atomic_write_json(done_marker, {"examples": len(examples), "train_runtime": result.metrics.get("train_runtime"),
+                                        "task_weights": trainer.task_weights.tolist()})
+    sharded = trainer.is_fsdp_enabled
+    trainer.accelerator.wait_for_everyone()
+    del trainer
+    if sharded:  # FSDP sharded the modules in place: stage 2 starts from a fresh copy + the saved soft prompt
+        return new_delrec(args, teacher, ds)[0].load_soft_prompt(s1_dir)
+    return model
 
-def load_or_train_teacher(args: DELRecScriptArguments, out: Path):
-    """The SR teacher: ``--teacher_dir`` if given, else the one under OUTPUT/teacher, else train it there."""
-    from transformers import AutoModel
 
-    from .. import models  # noqa: F401  registers the SR model types
+def train_stage2(args, model, tok, prompter, teacher, ds, out: Path, timings: dict):
+    """Stage 2 (LoRA, soft prompt frozen); saves base + adapter into ``out`` and returns the trained model."""
+    # the distilled base (backbone + frozen soft prompt) is the PEFT base of the adapter written next to it
+    model.name_or_path = str(out.resolve())
+    if int(os.environ.get("RANK", "0")) == 0:
+        save_into(out, lambda d: (model.save_pretrained(d), tok.save_pretrained(d), model.save_soft_prompt(d)))
+    t0 = time.time()
+    s2_dir = out / "stage2"
+    rows = select_training_rows(ds["train"], args.stage2_rows_per_user, args.stage2_max_rows, seed=args.seed + 1,
+                                stride=args.stage2_prefix_stride)
+    examples = build_recommendation_examples(rows, prompter, teacher, ds.num_items, args.teacher_top_k,
+                                             args.num_candidates, seed=args.seed + 1, topk_scope=args.teacher_topk_scope)
+    logger.info("stage 2: %d recommendation examples (mean %.0f tokens)", len(examples),
+                sum(len(e["input_ids"]) for e in examples) / max(len(examples), 1))
+    config = dict(
+        output_dir=str(s2_dir), num_train_epochs=args.stage2_epochs, learning_rate=args.stage2_learning_rate,
+        per_device_train_batch_size=args.per_device_train_batch_size, max_steps=args.max_steps,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, seed=args.seed, lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, disable_tqdm=args.disable_tqdm,
+        lora_target_modules=[m.strip() for m in args.lora_target_modules.split(",") if m.strip()],
+        compile_layers=args.compile_layers,
+        train_sampling_strategy="group_by_length" if args.group_by_length else "random",
+    )
+    config.update(json.loads(args.stage2_args))
+    trainer = DELRecSFTTrainer(model=model, args=DELRecSFTConfig(**config), train_dataset=Dataset.from_list(examples),
+                               processing_class=tok)
+    resume = get_last_checkpoint(str(s2_dir)) if args.resume_from_checkpoint and s2_dir.exists() else None
+    trainer.train(resume_from_checkpoint=resume)
+    timings["stage2_s"] = round(time.time() - t0, 1)
+    peft_model = trainer.model
+    sharded = trainer.is_fsdp_enabled
+    # FSDP shards the adapter: every rank takes part in gathering it, rank 0 writes it
+    state = trainer.accelerator.get_state_dict(trainer.model_wrapped) if sharded else None
+    if trainer.is_world_process_zero():
+        save_into(out, lambda d: trainer.accelerator.unwrap_model(peft_model).save_pretrained(
+            d, **({"state_dict": state} if state is not None else {})))
+    trainer.accelerator.wait_for_everyone()
+    model = trainer.accelerator.unwrap_model(peft_model)
+    del trainer
+    if sharded:  # rank the users with the saved, whole model on every rank
+        model = load_delrec(out, args.dtype)
+    decompile_decoder_layers(model)  # ranking gains nothing from them and would compile a no-grad graph
+    return model
 
-    teacher_dir = Path(args.teacher_dir) if args.teacher_dir else out / "teacher"
-    if not (teacher_dir / "config.json").exists():
-        if args.teacher_dir:
-            raise FileNotFoundError(f"--teacher_dir {teacher_dir} holds no trained model (config.json missing)")
-        from .train_sr import main as train_sr_main
 
-        logger.info("Training the %s teacher into %s", args.teacher, teacher_dir)
-        train_sr_main([
-            "--model", args.teacher, "--dataset", args.dataset, "--output_dir", str(teacher_dir),
-            "--num_train_epochs", str(args.teacher_epochs), "--seed", str(args.seed),
-            "--split_seed", str(args.split_seed), "--num_candidates", str(args.num_candidates),
-            "--disable_tqdm", str(args.disable_tqdm).lower(),
-            *(["--data_dir", args.data_dir] if args.data_dir else []),
-        ])
-    teacher = AutoModel.from_pretrained(str(teacher_dir))
+def new_delrec(args, teacher, ds):
+    """``(DELRecForCausalLM, tokenizer)`` freshly built on the backbone, on the GPU when there is one."""
+    model, tok = DELRecForCausalLM.from_backbone(
+        args.backbone, num_virtual_tokens=args.num_virtual_tokens, dtype=args.dtype,
+        teacher_name=teacher_display_name(teacher), teacher_top_k=args.teacher_top_k,
+        num_candidates=args.num_candidates, max_history=args.max_history, domain=args.domain or ds.domain,
+        seed=args.seed,
+    )
+    return (model.cuda() if torch.cuda.is_available() else model), tok
+
+
+def load_delrec(folder, dtype="auto"):
+    """A trained DELRec (distilled base + LoRA adapter) from its folder, on the GPU when there is one."""
+    from peft import PeftModel
+
+    base = DELRecForCausalLM.from_pretrained(str(folder), dtype=resolve_dtype(dtype), use_safetensors=True)
     if torch.cuda.is_available():
-        teacher = teacher.cuda()
-    return teacher.eval(), teacher_dir
+        base = base.cuda()
+    has_adapter = (Path(folder) / "adapter_config.json").exists()
+    return PeftModel.from_pretrained(base, str(folder)) if has_adapter and not hasattr(base, "peft_config") else base
 
 
-def _model_type_name(teacher) -> str:
-    return {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser"}.get(teacher.config.model_type,
-                                                                             teacher.config.model_type)
+def ranking_prompts(prompter, teacher, args):
+    """rows -> DELRec prompt token ids (the teacher's top-k computed for those rows)."""
+    return lambda rows: build_ranking_inputs(Dataset.from_dict(rows), prompter, teacher, args.teacher_top_k,
+                                             args.teacher_topk_scope)[0]
 
 
-LENGTH_NORMALIZE_GRID = (1.0, 0.5, 0.0)  # --length_normalize auto: mean, sum / sqrt(n), sum
-
-
-def candidate_metrics(scores: torch.Tensor, cand_ids, targets, ks=(1, 5, 10)) -> dict[str, float]:
-    from ..metrics import candidate_target_index, metrics_from_ranks, target_ranks
-
-    cands = torch.as_tensor(cand_ids)
-    return metrics_from_ranks(target_ranks(scores, candidate_target_index(cands, torch.as_tensor(targets))), ks)
-
-
-def _print_table(rows: list[tuple[str, dict, float | None]], n_users: int, header: str) -> str:
-    cols = ["HR@1", "HR@5", "NDCG@5", "HR@10", "NDCG@10"]
-    width = max(len(r[0]) for r in rows) + 2
-    lines = [header, f"{'method':<{width}}" + "".join(f"{c:>9}" for c in cols) + f"{'valid':>8}"]
-    for name, m, valid in rows:
-        lines.append(f"{name:<{width}}" + "".join(f"{m[c]:>9.4f}" for c in cols)
-                     + (f"{valid:>8.2f}" if valid is not None else f"{1.0:>8.2f}"))
-    lines.append(f"({n_users} users, every row ranks the same stored candidate lists)")
-    text = "\n".join(lines)
-    if int(os.environ.get("RANK", "0")) == 0:  # one table per run, not one per process
-        print(text, flush=True)
-    return text
+def rank_llm_row(table, label, model_type, model, tok, prompter, teacher, args, eval_rows, val_rows, timings,
+                 timing_key):
+    """Rank ``eval_rows`` with an LLM (length normalisation fixed or chosen on ``val_rows``) into ``table``."""
+    scorer = LikelihoodScorer(model, tok, ranking_prompts(prompter, teacher, args), prompter.catalog.title,
+                              batch_size=args.eval_batch_size, progress=not args.disable_tqdm)
+    extra = {}
+    if args.length_normalize == "auto":
+        alpha, selection = choose_length_normalization(scorer, val_rows)
+        logger.info("%s: length normalisation %s chosen on %d validation users", label, alpha, len(val_rows))
+        extra["length_normalize_selection"] = selection
+        scorer.seconds = 0.0
+    else:
+        scorer.length_normalize = float(args.length_normalize)
+    logger.info("ranking %d users x %d candidates with %s", len(eval_rows), args.num_candidates, label)
+    metrics = evaluate_scorer(scorer, eval_rows, "candidates", batch_size=256, progress=False)
+    timings[timing_key] = round(scorer.seconds, 1)
+    return table.add(label, model_type, metrics, len(eval_rows), length_normalize=scorer.length_normalize, **extra)
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -265,246 +358,90 @@ def main(argv: list[str] | None = None) -> dict:
     timings: dict[str, float] = {}
     t_start = time.time()
 
-    from ..data import load_benchmark
-    from ..evaluation import evaluation_record, popularity_scorer
-    from ..models.delrec import DELRecForCausalLM
-    from ..prompts import DELRecPrompter, ItemCatalog
-    from ..scoring import candidate_log_likelihoods, generate_then_match, normalize_by_length
-    from .delrec_config import DELRecDistillConfig, DELRecSFTConfig
-    from .delrec_data import (build_ranking_inputs, build_recommendation_examples, build_stage1_examples,
-                              select_training_rows)
-    from .delrec_trainer import DELRecSFTTrainer, SoftPromptSRDistiller, decompile_decoder_layers
-
     ds = load_benchmark(args.dataset, data_dir=args.data_dir, num_candidates=args.num_candidates,
                         seed=args.split_seed, max_history=50)
-    domain = args.domain or ds.domain
-    catalog = ItemCatalog(list(ds.item_titles))
-
     t0 = time.time()
-    teacher, teacher_dir = load_or_train_teacher(args, out)
-    teacher_name = _model_type_name(teacher)
+    teacher, teacher_dir = load_or_train_teacher(
+        out, args.teacher_dir, args.teacher, args.dataset, args.data_dir, args.teacher_epochs, args.seed,
+        args.split_seed, args.num_candidates, args.disable_tqdm)
     timings["teacher_s"] = round(time.time() - t0, 1)
-
-    dtype = getattr(torch, args.dtype)
-    is_main = int(os.environ.get("RANK", "0")) == 0
+    teacher_name = teacher_display_name(teacher)
     final_done = (out / "adapter_config.json").exists() and (out / "config.json").exists()
     if final_done:
         logger.info("%s already holds a trained DELRec (adapter + base): evaluating it, not retraining", out)
     if args.stages == "eval" and not final_done:
         raise FileNotFoundError(f"--stages eval needs a trained DELRec in {out}")
 
-    def fresh_model():
-        m, t = DELRecForCausalLM.from_backbone(
-            args.backbone, num_virtual_tokens=args.num_virtual_tokens, dtype=dtype, teacher_name=teacher_name,
-            teacher_top_k=args.teacher_top_k, num_candidates=args.num_candidates, max_history=args.max_history,
-            domain=domain, seed=args.seed,
-        )
-        return (m.cuda() if torch.cuda.is_available() else m), t
-
-    def load_trained():
-        from peft import PeftModel
-
-        base = DELRecForCausalLM.from_pretrained(str(out), dtype=dtype, use_safetensors=True)
-        if torch.cuda.is_available():
-            base = base.cuda()
-        return base if hasattr(base, "peft_config") else PeftModel.from_pretrained(base, str(out))
-
-    model, tok = fresh_model()
-    backbone_label = model.config.backbone_name_or_path or "LLM"
-    backbone_label = Path(str(backbone_label)).name or str(backbone_label)
-    prompter = DELRecPrompter(tok, catalog, domain=domain, teacher_name=teacher_name,
-                              num_virtual_tokens=args.num_virtual_tokens, soft_prompt_token=model.config.soft_prompt_token,
-                              max_history=args.max_history, show_candidates=args.show_candidates)
+    model, tok = new_delrec(args, teacher, ds)
+    backbone_label = Path(str(model.config.backbone_name_or_path or "LLM")).name
+    prompter = DELRecPrompter(tok, ItemCatalog.from_items(ds.item_table), domain=args.domain or ds.domain,
+                              teacher_name=teacher_name, num_virtual_tokens=args.num_virtual_tokens,
+                              soft_prompt_token=model.config.soft_prompt_token, max_history=args.max_history,
+                              show_candidates=args.show_candidates)
     zero_shot_prompter = dataclasses.replace(prompter, num_virtual_tokens=0, _completion_cache={})
 
-    # evaluation rows: the same users and candidate lists for every method
-    eval_rows = ds[args.eval_split]
+    # the same users and candidate lists for every row; validation users of the same number pick normalisations
+    eval_rows, val_rows = ds[args.eval_split], ds["validation"]
     if args.eval_users:
         eval_rows = eval_rows.select(range(min(args.eval_users, len(eval_rows))))
-    t0 = time.time()
-    prompts, cand_titles, cand_ids, targets = build_ranking_inputs(eval_rows, prompter, teacher, args.teacher_top_k,
-                                                                   args.teacher_topk_scope)
-    auto_norm = args.length_normalize == "auto"
-    val_inputs: dict[str, tuple] = {}
-    if auto_norm:  # the same number of validation users, their stored candidates: picks each LLM row's normalisation
-        val_rows = ds["validation"]
-        if args.eval_users:
-            val_rows = val_rows.select(range(min(args.eval_users, len(val_rows))))
-        val_inputs["soft"] = build_ranking_inputs(val_rows, prompter, teacher, args.teacher_top_k,
-                                                  args.teacher_topk_scope)
-        val_inputs["zero-shot"] = build_ranking_inputs(val_rows, zero_shot_prompter, teacher, args.teacher_top_k,
-                                                       args.teacher_topk_scope)
-    timings["eval_prompts_s"] = round(time.time() - t0, 1)
-    table: list[tuple[str, dict, float | None]] = []
-    records = []
-    bs = args.eval_batch_size
-    show = not args.disable_tqdm
+        val_rows = val_rows.select(range(min(args.eval_users, len(val_rows))))
+    table = RankingTable(ds.name, args.eval_split, args.num_candidates, args.split_seed, command)
+    n = len(eval_rows)
 
-    def record(name, model_type, metrics, valid=None, **extra):
-        table.append((name, metrics, valid))
-        records.append(evaluation_record(
-            metrics, dataset=ds.name, split=args.eval_split, protocol="candidates",
-            num_candidates=args.num_candidates, seed=args.split_seed, model_type=model_type,
-            num_users=len(targets), command=command, method=name,
-            num_processes=int(os.environ.get("WORLD_SIZE", "1")), **extra))
-
-    def llm_scores(m, ps, what="DELRec", prompt_kind="soft"):
-        """Test scores of an LLM row, its ranking seconds, and how its length normalisation was chosen."""
-        logger.info("ranking %d users x %d candidates with %s", len(ps), args.num_candidates, what)
-        t = time.time()
-        sums, counts = candidate_log_likelihoods(m, tok, ps, cand_titles, batch_size=bs, progress=show)
-        secs = time.time() - t
-        if not auto_norm:
-            a = float(args.length_normalize)
-            return normalize_by_length(sums, counts, a), secs, {"length_normalize": a}
-        v_prompts, v_titles, v_cands, v_targets = val_inputs[prompt_kind]
-        v_sums, v_counts = candidate_log_likelihoods(m, tok, v_prompts, v_titles, batch_size=bs, progress=show)
-        per_alpha = {a: candidate_metrics(normalize_by_length(v_sums, v_counts, a), v_cands, v_targets)
-                     for a in LENGTH_NORMALIZE_GRID}
-        # best validation HR@1, then NDCG@5; ties keep the grid order (mean first)
-        a = max(LENGTH_NORMALIZE_GRID, key=lambda x: (round(per_alpha[x]["HR@1"], 6), round(per_alpha[x]["NDCG@5"], 6)))
-        logger.info("%s: length normalisation %s chosen on %d validation users (HR@1 %s)", what, a, len(v_prompts),
-                    {k: round(v["HR@1"], 4) for k, v in per_alpha.items()})
-        info = {"length_normalize": a, "length_normalize_selection": {
-            "split": "validation", "users": len(v_prompts), "criterion": "HR@1, then NDCG@5",
-            "validation_metrics": {str(k): v for k, v in per_alpha.items()}}}
-        return normalize_by_length(sums, counts, a), secs, info
+    def rank(label, model_type, m, p, timing_key):
+        return rank_llm_row(table, label, model_type, m, tok, p, teacher, args, eval_rows, val_rows, timings,
+                            timing_key)
 
     if args.baselines:
-        pop = popularity_scorer(ds["train"], ds.num_items)
-        record("popularity", "popularity", candidate_metrics(pop({"candidates": cand_ids}, "candidates"), cand_ids, targets))
-        from ..evaluation import left_pad
-
-        with torch.no_grad():
-            dev = next(teacher.parameters()).device
-            ts = teacher.score_candidates(left_pad([list(h) for h in eval_rows["history"]],
-                                                   teacher.config.max_seq_length).to(dev),
-                                          torch.as_tensor(cand_ids, device=dev)).float().cpu()
-        record(f"{teacher_name} (teacher)", teacher.config.model_type, candidate_metrics(ts, cand_ids, targets))
+        table.add("popularity", "popularity",
+                  evaluate_scorer(popularity_scorer(ds["train"], ds.num_items), eval_rows, "candidates",
+                                  progress=False), n)
+        table.add(f"{teacher_name} (teacher)", teacher.config.model_type,
+                  evaluate_scorer(sr_model_scorer(teacher), eval_rows, "candidates", progress=False), n)
         if not final_done:
-            zs_prompts = build_ranking_inputs(eval_rows, zero_shot_prompter, teacher, args.teacher_top_k,
-                                              args.teacher_topk_scope)[0]
-            s, secs, info = llm_scores(model, zs_prompts, "the zero-shot LLM", "zero-shot")
-            timings["rank_zero_shot_s"] = round(secs, 1)
-            record(f"zero-shot LLM ({backbone_label})", "llm-zero-shot", candidate_metrics(s, cand_ids, targets),
-                   **info)
-            s, secs, info = llm_scores(model, prompts, "the untrained soft prompt")
-            timings["rank_untrained_s"] = round(secs, 1)
-            record("DELRec, untrained soft prompt", "delrec-untrained", candidate_metrics(s, cand_ids, targets),
-                   **info)
+            rank(f"zero-shot LLM ({backbone_label})", "llm-zero-shot", model, zero_shot_prompter, "rank_zero_shot_s")
+            rank("DELRec, untrained soft prompt", "delrec-untrained", model, prompter, "rank_untrained_s")
 
-    train_rows_all = ds["train"]
-    # ------------------------------------------------------------------ stage 1
     if args.stages in ("1", "both") and not final_done:
-        s1_dir = out / "stage1"
-        done_marker = s1_dir / "stage1_done.json"
-        if args.resume_from_checkpoint and done_marker.exists():
-            model.load_soft_prompt(s1_dir)
-            logger.info("Stage 1 already done: loaded the soft prompt from %s", s1_dir)
-        else:
-            t0 = time.time()
-            rows = select_training_rows(train_rows_all, args.stage1_rows_per_user, args.stage1_max_rows,
-                                        seed=args.seed, min_history=2)
-            examples = build_stage1_examples(rows, prompter, teacher, ds.num_items, args.stage1_candidates,
-                                             args.rps_top_k, args.ta_window, seed=args.seed)
-            logger.info("stage 1: %d TA/RPS examples (mean %.0f tokens)", len(examples),
-                        sum(len(e["input_ids"]) for e in examples) / max(len(examples), 1))
-            s1_args = DELRecDistillConfig(
-                output_dir=str(s1_dir), num_train_epochs=args.stage1_epochs, learning_rate=args.stage1_learning_rate,
-                per_device_train_batch_size=args.per_device_train_batch_size,
-                gradient_accumulation_steps=args.gradient_accumulation_steps, seed=args.seed,
-                disable_tqdm=args.disable_tqdm, **json.loads(args.stage1_args),
-            )
-            trainer = SoftPromptSRDistiller(model=model, args=s1_args, train_dataset=Dataset.from_list(examples),
-                                            processing_class=tok)
-            resume = get_last_checkpoint(str(s1_dir)) if args.resume_from_checkpoint and s1_dir.exists() else None
-            result = trainer.train(resume_from_checkpoint=resume)
-            trainer.save_model(str(s1_dir))
-            timings["stage1_s"] = round(time.time() - t0, 1)
-            if trainer.is_world_process_zero():
-                atomic_write_json(done_marker, {"examples": len(examples), "train_runtime": result.metrics.get("train_runtime"),
-                                           "task_weights": trainer.task_weights.tolist()})
-            sharded = trainer.is_fsdp_enabled
-            trainer.accelerator.wait_for_everyone()
-            del trainer
-            if sharded:  # FSDP sharded the modules in place: stage 2 starts from a fresh copy + the saved soft prompt
-                model = fresh_model()[0].load_soft_prompt(s1_dir)
+        model = train_stage1(args, model, tok, prompter, teacher, ds, out, timings)
     elif args.stages == "2" and not final_done:
         model.load_soft_prompt(out / "stage1")
-
-    # ------------------------------------------------------------------ stage 2
     if args.stages in ("2", "both") and not final_done:
-        # the distilled base (backbone + frozen soft prompt) is the PEFT base of the adapter written next to it
-        model.name_or_path = str(out.resolve())
-        if is_main:
-            _atomic_save_dir(out, lambda d: (model.save_pretrained(d), tok.save_pretrained(d), model.save_soft_prompt(d)))
-        t0 = time.time()
-        s2_dir = out / "stage2"
-        rows = select_training_rows(train_rows_all, args.stage2_rows_per_user, args.stage2_max_rows, seed=args.seed + 1,
-                                    stride=args.stage2_prefix_stride)
-        examples = build_recommendation_examples(rows, prompter, teacher, ds.num_items, args.teacher_top_k,
-                                                 args.num_candidates, seed=args.seed + 1,
-                                                 topk_scope=args.teacher_topk_scope)
-        logger.info("stage 2: %d recommendation examples (mean %.0f tokens)", len(examples),
-                    sum(len(e["input_ids"]) for e in examples) / max(len(examples), 1))
-        s2_kwargs = dict(
-            output_dir=str(s2_dir), num_train_epochs=args.stage2_epochs, learning_rate=args.stage2_learning_rate,
-            per_device_train_batch_size=args.per_device_train_batch_size,
-            gradient_accumulation_steps=args.gradient_accumulation_steps, seed=args.seed, lora_r=args.lora_r,
-            lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, disable_tqdm=args.disable_tqdm,
-            lora_target_modules=[m.strip() for m in args.lora_target_modules.split(",") if m.strip()],
-            compile_layers=args.compile_layers,
-            train_sampling_strategy="group_by_length" if args.group_by_length else "random",
-        )
-        s2_kwargs.update(json.loads(args.stage2_args))
-        trainer = DELRecSFTTrainer(model=model, args=DELRecSFTConfig(**s2_kwargs),
-                                   train_dataset=Dataset.from_list(examples), processing_class=tok)
-        resume = get_last_checkpoint(str(s2_dir)) if args.resume_from_checkpoint and s2_dir.exists() else None
-        trainer.train(resume_from_checkpoint=resume)
-        timings["stage2_s"] = round(time.time() - t0, 1)
-        peft_model = trainer.model
-        sharded = trainer.is_fsdp_enabled
-        # FSDP shards the adapter: every rank takes part in gathering it, rank 0 writes it
-        state = trainer.accelerator.get_state_dict(trainer.model_wrapped) if sharded else None
-        if trainer.is_world_process_zero():
-            _atomic_save_dir(out, lambda d: trainer.accelerator.unwrap_model(peft_model).save_pretrained(
-                d, **({"state_dict": state} if state is not None else {})))
-        trainer.accelerator.wait_for_everyone()
-        model = trainer.accelerator.unwrap_model(peft_model)
-        del trainer
-        if sharded:  # rank the users with the saved, whole model on every rank
-            model = load_trained()
-        decompile_decoder_layers(model)  # ranking gains nothing from them and would compile a no-grad graph
+        model = train_stage2(args, model, tok, prompter, teacher, ds, out, timings)
     elif final_done:
-        model = load_trained()
+        model = load_delrec(out, args.dtype)
 
-    # ------------------------------------------------------------------ DELRec ranking
-    result_metrics = {}
+    final = {}
     if args.stages in ("2", "both", "eval"):
-        s, secs, info = llm_scores(model, prompts)
-        timings["rank_delrec_s"] = round(secs, 1)
-        valid = None
-        extra = dict(info)
+        final = rank("DELRec", "delrec", model, prompter, "rank_delrec_s")
+        if int(os.environ.get("RANK", "0")) == 0:
+            save_recommender_info(out, args, teacher_dir, ds, table.records[-1]["length_normalize"])
         if args.generate_then_match:
-            t = time.time()
-            g = generate_then_match(model, tok, prompts, cand_titles, batch_size=bs, progress=show)
-            extra["generate_then_match"] = {"metrics": candidate_metrics(g.scores, cand_ids, targets),
-                                            "valid_ratio": g.valid_ratio, "seconds": round(time.time() - t, 1)}
-            valid = 1.0
-        result_metrics = candidate_metrics(s, cand_ids, targets)
-        record("DELRec", "delrec", result_metrics, valid, timings=timings, **extra)
-        if "generate_then_match" in extra:
-            table.append(("DELRec, generate-then-match", extra["generate_then_match"]["metrics"],
-                          extra["generate_then_match"]["valid_ratio"]))
+            scorer = GenerateThenMatchScorer(model, tok, ranking_prompts(prompter, teacher, args),
+                                             prompter.catalog.title, batch_size=args.eval_batch_size)
+            metrics = evaluate_scorer(scorer, eval_rows, "candidates", progress=False)
+            table.add("DELRec, generate-then-match", "delrec", {**metrics, "valid_ratio": scorer.valid_ratio}, n)
     timings["total_s"] = round(time.time() - t_start, 1)
     header = (f"DELRec on {ds.name} ({args.eval_split}, {args.num_candidates} candidates, backbone {backbone_label}, "
               f"teacher {teacher_name} from {teacher_dir}, preset {args.preset}, {timings['total_s']:.0f} s)")
-    text = _print_table(table, len(targets), header)
-    if is_main:
-        prev = out / "eval_results.json"
-        atomic_write_json(prev, records)
-        atomic_write_text(out / "results_table.txt", text + "\n")
-    return {name: m for name, m, _ in table} | {"timings": timings, "final": result_metrics}
+    for record in table.records:
+        record["timings"] = timings
+    table.save(out, header)
+    return {label: metrics for label, _, metrics in table.rows} | {"timings": timings, "final": final}
+
+
+def save_recommender_info(out: Path, args, teacher_dir: Path, ds, length_normalize: float) -> None:
+    """What ``pipeline("next-item-recommendation", model=out)`` needs besides the weights: the dataset the items
+    come from and the teacher whose top-k the prompts show (copied next to the model: an SR model is small)."""
+    teacher_copy = out / "teacher"
+    if Path(teacher_dir).resolve() != teacher_copy.resolve():
+        shutil.rmtree(teacher_copy, ignore_errors=True)
+        shutil.copytree(teacher_dir, teacher_copy, ignore=shutil.ignore_patterns("checkpoint-*", "runs"))
+    write_recommender_info(out, method="delrec", dataset=ds.name, data_dir=args.data_dir, split_seed=args.split_seed,
+                           num_candidates=args.num_candidates, teacher="teacher", max_history=args.max_history,
+                           teacher_top_k=args.teacher_top_k, teacher_topk_scope=args.teacher_topk_scope,
+                           show_candidates=args.show_candidates, domain=args.domain or ds.domain,
+                           length_normalize=length_normalize)
 
 
 __all__ = ["DELRecScriptArguments", "PRESETS", "main", "make_parser"]

@@ -151,7 +151,7 @@ class DELRecPreTrainedModel(PreTrainedModel):
     config_class = DELRecConfig
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache"]
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_flex_attn = True
@@ -184,8 +184,6 @@ class DELRecModel(DELRecPreTrainedModel):
         super().__init__(config)
         self.language_model = AutoModel.from_config(config.text_config)
         self.soft_prompt = SoftPromptEncoder(_soft_prompt_config(config))
-        self._soft_prompt_groups: torch.Tensor | None = None  # (B,) group id per row, set by the stage-1 trainer
-        self._soft_prompt_views: list[torch.Tensor] | None = None
         self._no_split_modules = list(getattr(self.language_model, "_no_split_modules", None) or [])
         self.post_init()
 
@@ -202,10 +200,12 @@ class DELRecModel(DELRecPreTrainedModel):
             return torch.zeros_like(input_ids, dtype=torch.bool)
         return input_ids == token_id
 
-    def embed(self, input_ids: torch.LongTensor) -> torch.Tensor:
-        """Input embeddings of ``input_ids`` with every block of placeholders replaced by the soft prompt.
+    def embed(self, input_ids: torch.LongTensor, soft_prompts: torch.Tensor | None = None) -> torch.Tensor:
+        """Input embeddings of ``input_ids`` with every block of placeholders replaced by a soft prompt.
 
-        The k-th placeholder of a block takes soft-prompt row k (llava-style placeholder merge; written as a gather +
+        ``soft_prompts`` is one prompt for every row ``(n, H)`` (default: this model's ``soft_prompt``) or one per
+        row ``(B, n, H)`` (a per-user prompt; per-task views whose gradients a trainer reads apart). The k-th
+        placeholder of a block takes prompt row k (llava-style placeholder merge, written as a gather +
         ``torch.where`` instead of ``masked_scatter`` so it needs no host sync and compiles without graph breaks;
         the two are equal). Soft prompts are placed from ``input_ids``: a caller passing ``inputs_embeds`` directly
         gets no injection, so build those with ``embed`` first."""
@@ -219,27 +219,19 @@ class DELRecModel(DELRecPreTrainedModel):
             if bool((counts % n).any()):
                 raise ValueError(
                     f"Each soft prompt occupies exactly {n} placeholder tokens ({self.config.soft_prompt_token!r}); "
-                    f"got per-row counts {counts.tolist()}. Build prompts with hfrec.prompts so the placeholder "
+                    f"got per-row counts {counts.tolist()}. Build prompts with hfrec's prompters so the placeholder "
                     "block is not truncated."
                 )
         inputs_embeds = embed_tokens(input_ids.masked_fill(mask, 0))  # the placeholder id may be outside the table
         slot = ((mask.cumsum(-1) - 1) % n).clamp(min=0)  # (B, L): row of the soft prompt for each position
-        weight = self.soft_prompt()
-        groups = self._soft_prompt_groups
-        if groups is not None:
-            # One view of the soft prompt per group (task) of rows: after backward, `view.grad` is the gradient
-            # of that task's loss alone, from a single backward pass (the stage-1 trainer's dynamic weighting).
-            if groups.shape[0] != input_ids.shape[0]:
-                raise ValueError(f"{groups.shape[0]} soft-prompt groups for a batch of {input_ids.shape[0]} rows")
-            views = [weight * 1.0 for _ in range(int(groups.max().item()) + 1)]
-            if torch.is_grad_enabled() and weight.requires_grad:
-                for v in views:
-                    v.retain_grad()
-            self._soft_prompt_views = views
-            rows = torch.stack(views)[groups.to(weight.device)]  # (B, n, H)
-            soft = rows.gather(1, slot[..., None].expand(-1, -1, rows.shape[-1]))
+        prompts = self.soft_prompt() if soft_prompts is None else soft_prompts
+        if prompts.dim() == 2:
+            soft = prompts[slot]  # (B, L, H)
+        elif prompts.dim() == 3 and prompts.shape[0] == input_ids.shape[0] and prompts.shape[1] == n:
+            soft = prompts.gather(1, slot[..., None].expand(-1, -1, prompts.shape[-1]))
         else:
-            soft = weight[slot]  # (B, L, H)
+            raise ValueError(f"soft_prompts must be ({n}, H) or (batch={input_ids.shape[0]}, {n}, H), got "
+                             f"{tuple(prompts.shape)}")
         return torch.where(mask[..., None], soft.to(inputs_embeds.dtype), inputs_embeds)
 
     def forward(
@@ -247,19 +239,22 @@ class DELRecModel(DELRecPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        soft_prompts: torch.Tensor | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
+        """``soft_prompts``: ``(n, H)`` or per-row ``(B, n, H)`` prompts to inject instead of ``soft_prompt``
+        (see :meth:`embed`)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
-            inputs_embeds = self.embed(input_ids)
+            inputs_embeds = self.embed(input_ids, soft_prompts)
         return self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -312,7 +307,7 @@ class DELRecForCausalLM(DELRecPreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -323,7 +318,7 @@ class DELRecForCausalLM(DELRecPreTrainedModel, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -337,7 +332,7 @@ class DELRecForCausalLM(DELRecPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
@@ -353,7 +348,7 @@ class DELRecForCausalLM(DELRecPreTrainedModel, GenerationMixin):
         num_virtual_tokens: int = 100,
         soft_prompt_init: str = "vocab",
         seed: int = 0,
-        dtype: torch.dtype | str = torch.float32,
+        dtype: torch.dtype | str = "auto",
         **config_kwargs,
     ):
         """Wrap a causal LM (an instance, a Hub id / folder, or ``None`` = the offline default SmolLM2-135M-Instruct).
@@ -363,7 +358,7 @@ class DELRecForCausalLM(DELRecPreTrainedModel, GenerationMixin):
         copied.
         """
         try:  # a try block keeps transformers' remote-code import check from demanding hfrec
-            from hfrec.llm import load_backbone  # noqa: PLC0415 - only needed here
+            from hfrec.methods.common.backbones import load_backbone  # noqa: PLC0415 - only needed here
         except ImportError as err:
             raise ImportError("DELRecForCausalLM.from_backbone needs the hfrec package: pip install hfrec") from err
 

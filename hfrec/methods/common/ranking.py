@@ -1,0 +1,208 @@
+"""LLM rows of a comparison table, through the same evaluation path as the SR rows.
+
+:class:`LikelihoodScorer` is a scorer of the ``hfrec.evaluation`` contract (``scorer(rows, protocol) -> scores``),
+so :func:`hfrec.evaluation.evaluate_scorer` ranks an LLM exactly as it ranks SASRec or popularity: same rows,
+same candidate lists, same metrics code. It ranks each row's stored candidates by the likelihood of their text
+under the LLM (``hfrec.methods.common.scoring``); a method supplies only how a row becomes a prompt.
+
+:func:`choose_length_normalization` picks the title-score normalisation (mean, sum / sqrt(n), sum) on validation
+rows from one scoring pass. :class:`RankingTable` collects the rows of one run: ``eval_results.json`` records,
+a printed table with the number of users and a 95% interval of HR@1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from ...evaluation import evaluate_scorer, evaluation_record
+from ...utils import atomic_write_json, atomic_write_text
+from .scoring import candidate_log_likelihoods, generate_then_match, normalize_by_length
+
+logger = logging.getLogger(__name__)
+
+LENGTH_NORMALIZE_GRID = (1.0, 0.5, 0.0)  # mean, sum / sqrt(n), sum
+
+# rows (dict of lists, as `Dataset[a:b]` returns) -> one prompt (token ids) per row
+PromptBuilder = Callable[[dict], list[list[int]]]
+
+
+@dataclass
+class LikelihoodScorer:
+    """Scores every stored candidate of a row by ``log p(candidate text + EOS | prompt)`` / ``n ** length_normalize``.
+
+    Args:
+        model, tokenizer: the LLM (any causal LM, a soft-prompted hfrec model, or a PEFT model around one).
+        build_prompts: rows -> prompt token ids (the method's prompt).
+        candidate_text: item id -> the text that is scored (e.g. ``catalog.title``).
+        batch_size: users per packed forward.
+        length_normalize: 1 = mean token log-prob, 0 = sum, a = sum / n**a.
+    """
+
+    model: object
+    tokenizer: object
+    build_prompts: PromptBuilder
+    candidate_text: Callable[[int], str]
+    batch_size: int = 8
+    length_normalize: float = 1.0
+    progress: bool = False
+    seconds: float = 0.0
+    recorded: list | None = field(default=None, repr=False)  # (sums, counts) per call while recording
+
+    def log_likelihoods(self, rows: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        prompts = self.build_prompts(rows)
+        texts = [[self.candidate_text(int(c)) for c in cands] for cands in rows["candidates"]]
+        start = time.perf_counter()
+        sums, counts = candidate_log_likelihoods(self.model, self.tokenizer, prompts, texts,
+                                                 batch_size=self.batch_size, progress=self.progress)
+        self.seconds += time.perf_counter() - start
+        if self.recorded is not None:
+            self.recorded.append((sums, counts))
+        return sums, counts
+
+    def __call__(self, rows: dict, protocol: str) -> torch.Tensor:
+        if protocol != "candidates":
+            raise ValueError(f"An LLM ranks the stored candidate lists (protocol 'candidates'), not {protocol!r}: "
+                             "scoring every item of the catalogue by likelihood is not offered")
+        return normalize_by_length(*self.log_likelihoods(rows), self.length_normalize)
+
+
+@dataclass
+class GenerateThenMatchScorer:
+    """The baseline of earlier LLM recommenders as a scorer: greedy-decode an answer, match it to a candidate title
+    (1.0 there, 0 elsewhere). An output naming no candidate is a miss; ``valid_ratio`` says how many named one."""
+
+    model: object
+    tokenizer: object
+    build_prompts: PromptBuilder
+    candidate_text: Callable[[int], str]
+    batch_size: int = 8
+    valid: int = 0
+    total: int = 0
+
+    @property
+    def valid_ratio(self) -> float:
+        return self.valid / self.total if self.total else 0.0
+
+    def __call__(self, rows: dict, protocol: str) -> torch.Tensor:
+        texts = [[self.candidate_text(int(c)) for c in cands] for cands in rows["candidates"]]
+        result = generate_then_match(self.model, self.tokenizer, self.build_prompts(rows), texts,
+                                     batch_size=self.batch_size)
+        self.valid += int((result.predictions >= 0).sum())
+        self.total += len(texts)
+        # an unmatched row scores 0 everywhere: every candidate ties, and ties count against the target (a miss)
+        return result.scores
+
+
+def choose_length_normalization(scorer: LikelihoodScorer, rows, grid: Sequence[float] = LENGTH_NORMALIZE_GRID,
+                                batch_size: int = 256) -> tuple[float, dict]:
+    """The normalisation in ``grid`` with the best HR@1 (then NDCG@5) on ``rows`` (validation users), from one
+    scoring pass: each grid value is evaluated on the recorded sums through ``evaluate_scorer``. Ties keep the grid
+    order. Sets ``scorer.length_normalize`` and returns it with the selection record."""
+    scorer.recorded = []
+    try:
+        evaluate_scorer(scorer, rows, "candidates", batch_size=batch_size, progress=False)
+        recorded = scorer.recorded
+    finally:
+        scorer.recorded = None
+    per_alpha = {}
+    for alpha in grid:
+        replay = iter(recorded)
+        per_alpha[alpha] = evaluate_scorer(lambda batch, protocol, a=alpha: normalize_by_length(*next(replay), a),
+                                           rows, "candidates", batch_size=batch_size, progress=False)
+    best = max(grid, key=lambda a: (round(per_alpha[a]["HR@1"], 6), round(per_alpha[a]["NDCG@5"], 6)))
+    scorer.length_normalize = best
+    return best, {"split": "validation", "users": len(rows), "criterion": "HR@1, then NDCG@5",
+                  "validation_metrics": {str(a): m for a, m in per_alpha.items()}}
+
+
+RECOMMENDER_INFO_NAME = "hfrec_recommender.json"
+
+
+def write_recommender_info(folder, method: str, **info) -> None:
+    """Write what recommending with a trained folder needs besides its weights (``hfrec_recommender.json``): the
+    method, the dataset its items come from, its prompt settings; read by the ``next-item-recommendation`` pipeline."""
+    atomic_write_json(os.path.join(folder, RECOMMENDER_INFO_NAME), {"method": method, **info})
+
+
+def read_recommender_info(folder) -> dict | None:
+    path = os.path.join(folder, RECOMMENDER_INFO_NAME)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def hit_rate_interval(hit_rate: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson 95% interval of a hit rate measured on ``n`` users (honest at rates near 0 or 1 and small n)."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    denom = 1 + z * z / n
+    centre = (hit_rate + z * z / (2 * n)) / denom
+    half = z * math.sqrt(hit_rate * (1 - hit_rate) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+TABLE_COLUMNS = ("HR@1", "HR@5", "NDCG@5", "HR@10", "NDCG@10")
+
+
+def format_rows(rows: Sequence[tuple[str, int | None, dict]], columns: Sequence[str] = TABLE_COLUMNS,
+                extra: Sequence[str] = ()) -> list[str]:
+    """Markdown table lines: label, users, the metric columns, the 95% interval of HR@1, and ``extra`` keys."""
+    lines = ["| model | users | " + " | ".join(columns) + " | HR@1 95% CI |" + "".join(f" {e} |" for e in extra),
+             "|---" * (len(columns) + 3 + len(extra)) + "|"]
+    for label, users, metrics in rows:
+        cells = [f"{metrics[c]:.4f}" if c in metrics else "-" for c in columns]
+        ci = "-"
+        if users and "HR@1" in metrics:
+            low, high = hit_rate_interval(metrics["HR@1"], users)
+            ci = f"{low:.3f}-{high:.3f}"
+        tail = "".join(f" {metrics[e]:.4f} |" if isinstance(metrics.get(e), float) else " - |" for e in extra)
+        lines.append(f"| {label} | {users if users is not None else '-'} | " + " | ".join(cells) + f" | {ci} |" + tail)
+    return lines
+
+
+@dataclass
+class RankingTable:
+    """The rows one run ranks on the same users and candidate lists, and their ``eval_results.json`` records."""
+
+    dataset: str
+    split: str
+    num_candidates: int
+    seed: int
+    command: str | None = None
+    rows: list[tuple[str, int, dict]] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+
+    def add(self, label: str, model_type: str, metrics: dict, num_users: int, **extra) -> dict:
+        self.rows.append((label, num_users, metrics))
+        self.records.append(evaluation_record(
+            metrics, dataset=self.dataset, split=self.split, protocol="candidates", num_candidates=self.num_candidates,
+            seed=self.seed, model_type=model_type, num_users=num_users, command=self.command, method=label,
+            num_processes=int(os.environ.get("WORLD_SIZE", "1")), **extra))
+        return metrics
+
+    def text(self, header: str) -> str:
+        return "\n".join([header, "", *format_rows(self.rows),
+                          "", f"(every row ranks the same users and the same {self.num_candidates} stored candidates)"])
+
+    def save(self, output_dir, header: str) -> str:
+        """Write ``eval_results.json`` and ``results_table.txt`` (rank 0 only) and print the table once per run."""
+        text = self.text(header)
+        if int(os.environ.get("RANK", "0")) == 0:
+            atomic_write_json(os.path.join(output_dir, "eval_results.json"), self.records)
+            atomic_write_text(os.path.join(output_dir, "results_table.txt"), text + "\n")
+            print(text, flush=True)
+        return text
+
+
+__all__ = ["GenerateThenMatchScorer", "LENGTH_NORMALIZE_GRID", "LikelihoodScorer", "RECOMMENDER_INFO_NAME",
+           "RankingTable", "TABLE_COLUMNS", "choose_length_normalization", "format_rows", "hit_rate_interval",
+           "read_recommender_info", "write_recommender_info"]
