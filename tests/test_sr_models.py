@@ -39,11 +39,29 @@ LOW_DROPOUT = {
 }
 
 
-def tiny(model_type, seed=0, **overrides):
+def tiny(model_type, seed=0, table_mode=None, **overrides):
+    """A tiny model; with `table_mode`, an item table (see `item_table`) is loaded in that mode."""
     config_class, model_class = SR_MODELS[model_type]
     torch.manual_seed(seed)
     config = config_class(num_items=NUM_ITEMS, max_seq_length=SEQ, **{**TINY[model_type], **overrides})
-    return model_class(config)
+    model = model_class(config)
+    if table_mode is not None:
+        model.load_item_embeddings(item_table(model, table_mode), mode=table_mode)
+    return model
+
+
+TABLE_MODES = ["init", "frozen", "fuse"]
+TABLE_DIM = 24  # != the tiny models' item embedding size (16): "frozen"/"fuse" must learn a projection
+
+
+def item_size(model):
+    return getattr(model.config, model.item_embedding_size_field)
+
+
+def item_table(model, mode, rows=NUM_ITEMS, seed=5):
+    """A stand-in for P2Rec's LLM item table: one row per item in id order ("init" needs the model's width)."""
+    width = item_size(model) if mode == "init" else TABLE_DIM
+    return torch.randn(rows, width, generator=torch.Generator().manual_seed(seed))
 
 
 def left_pad(rows, length, value=0):
@@ -97,6 +115,34 @@ def trained(one_thread):
     return models, losses
 
 
+@pytest.fixture(scope="module")
+def trained_with_table(one_thread):
+    """Each tiny model x table mode: an item table loaded, then 10 Adam steps on one fixed small batch; the loss on
+    that batch in eval mode (no dropout) is recorded before and after."""
+    input_ids, labels = successor_batch(torch.Generator().manual_seed(2), 16)
+    runs = {}
+    for model_type in MODEL_TYPES:
+        for mode in TABLE_MODES:
+            model = tiny(model_type, **LOW_DROPOUT[model_type])
+            table = item_table(model, mode)
+            model.load_item_embeddings(table, mode=mode)
+            before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+            with torch.no_grad():
+                loss_before = model.eval()(input_ids, labels=labels).loss.item()
+            model.train()
+            for _ in range(10):
+                loss = model(input_ids, labels=labels).loss
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            with torch.no_grad():
+                loss_after = model.eval()(input_ids, labels=labels).loss.item()
+            runs[model_type, mode] = dict(model=model, table=table, before=before, loss_before=loss_before,
+                                          loss_after=loss_after)
+    return runs
+
+
 # ---------------------------------------------------------------------------------------------- learning
 
 
@@ -119,9 +165,10 @@ def test_loss_finite_decreases_and_learns_the_pattern(trained, model_type):
     assert accuracy >= 0.9, f"{model_type} top-1 accuracy on the successor pattern: {accuracy:.2f}"
 
 
+@pytest.mark.parametrize("table_mode", [None, *TABLE_MODES])
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
-def test_loss_is_cross_entropy_over_items_at_labelled_positions(model_type):
-    model = tiny(model_type).eval()
+def test_loss_is_cross_entropy_over_items_at_labelled_positions(model_type, table_mode):
+    model = tiny(model_type, table_mode=table_mode).eval()
     input_ids = left_pad(HISTORIES, SEQ)
     labels = torch.full_like(input_ids, -100)
     labels[0, -1], labels[1, 3], labels[1, 6], labels[3, -2] = 4, 13, 1, 30
@@ -137,17 +184,20 @@ def test_loss_is_cross_entropy_over_items_at_labelled_positions(model_type):
     assert model(input_ids, labels=labels).logits is None  # logits only when asked
 
 
+@pytest.mark.parametrize("table_mode", [None, *TABLE_MODES])
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
-def test_chunked_loss_matches_full_loss_and_gradients(model_type):
+def test_chunked_loss_matches_full_loss_and_gradients(model_type, table_mode):
     input_ids, labels = successor_batch(torch.Generator().manual_seed(3), 6)
-    grads = []
+    runs = []
     for chunk in (None, 5):
-        model = tiny(model_type, loss_chunk_size=chunk).eval()
+        model = tiny(model_type, table_mode=table_mode, loss_chunk_size=chunk).eval()
         loss = model(input_ids, labels=labels).loss
         loss.backward()
-        grads.append((loss.detach(), model.item_embedding.weight.grad.clone()))
-    torch.testing.assert_close(grads[0][0], grads[1][0])
-    torch.testing.assert_close(grads[0][1], grads[1][1])
+        runs.append((loss.detach(), {name: param.grad.clone() for name, param in model.named_parameters()}))
+    torch.testing.assert_close(runs[0][0], runs[1][0])
+    assert runs[0][1].keys() == runs[1][1].keys()
+    for name, grad in runs[0][1].items():
+        torch.testing.assert_close(grad, runs[1][1][name], msg=name)
 
 
 # ---------------------------------------------------------------------------------------------- inference
@@ -163,9 +213,10 @@ def test_predict_scores_shape_and_padding_column(model_type):
     assert torch.isfinite(scores[:, 1:]).all()
 
 
+@pytest.mark.parametrize("table_mode", [None, *TABLE_MODES])
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
-def test_score_candidates_equals_gathered_predict_scores(model_type):
-    model = tiny(model_type).eval()
+def test_score_candidates_equals_gathered_predict_scores(model_type, table_mode):
+    model = tiny(model_type, table_mode=table_mode).eval()
     input_ids = left_pad(HISTORIES, SEQ)
     candidates = torch.randint(1, NUM_ITEMS + 1, (len(HISTORIES), 20), generator=torch.Generator().manual_seed(0))
     candidates[0, -1] = 0  # a padding candidate scores -inf
@@ -281,8 +332,10 @@ REMOTE_LOAD = textwrap.dedent(
 )
 
 
-def test_trust_remote_code_load_without_hfrec(trained, tmp_path):
-    models = trained[0]
+def test_trust_remote_code_load_without_hfrec(trained, trained_with_table, tmp_path):
+    # the plain models, and the ones whose item embeddings come from a frozen table (extra buffer + projection)
+    models = dict(trained[0])
+    models.update({f"{t}-{mode}": run["model"] for (t, mode), run in trained_with_table.items() if mode != "init"})
     paths, expected = {}, {}
     input_ids = torch.tensor([[0, 0, 3, 7, 1], [5, 6, 7, 8, 9]])
     for model_type, model in models.items():
@@ -309,6 +362,164 @@ def test_auto_classes_know_the_model_types():
         config = AutoConfig.for_model(model_type, num_items=7)
         assert type(config) is config_class
         assert type(AutoModel.from_config(config)) is model_class
+
+
+# ---------------------------------------------------------------------------------------------- item tables
+# P2Rec (and any method with its own item embeddings) hands an SR model a table with one row per item.
+
+
+@pytest.mark.parametrize("rows", [NUM_ITEMS, NUM_ITEMS + 1], ids=["N-rows", "N+1-rows"])
+@pytest.mark.parametrize("mode", TABLE_MODES)
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_row_of_item_k_in_the_table_is_item_k(model_type, mode, rows):
+    model = tiny(model_type).eval()
+    table = item_table(model, mode, rows=rows)
+    given = table.clone()
+    # a NumPy table shares memory with `table`: loading it must not zero the caller's row 0 in place
+    model.load_item_embeddings(table.numpy() if rows == NUM_ITEMS + 1 else table, mode=mode)
+    assert torch.equal(table, given)
+    first = rows - NUM_ITEMS  # the table row of item 1 (with N+1 rows, row 0 is padding)
+    stored = model.item_embedding.weight if mode == "init" else model.pretrained_item_embedding
+    assert torch.equal(stored[1:], table[first:])  # "init" copies the rows as they are
+    assert not stored[0].any() and not model.item_representations()[0].any()  # padding stays zero
+    item = 17
+    histories = left_pad([[1, 2, 3], [5, 6]], SEQ)  # item 17 is in neither history
+    perturbed = table.clone()
+    # a random change: a constant one is orthogonal to SASRec's LayerNorm output (zero-mean), so scores would not move
+    perturbed[item - 1 + first] += torch.randn(table.shape[1], generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        reference = model.predict_scores(histories)
+        model.load_item_embeddings(perturbed, mode=mode)  # same width and mode: only the table is replaced
+        scores = model.predict_scores(histories)
+    changed = ~torch.isclose(scores, reference, rtol=0, atol=1e-6)
+    assert changed.any(dim=0).nonzero().flatten().tolist() == [item] and changed[:, item].all()
+
+
+@pytest.mark.parametrize("mode", TABLE_MODES)
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_model_with_item_table_trains_and_a_frozen_table_never_changes(trained_with_table, model_type, mode):
+    run = trained_with_table[model_type, mode]
+    model, before, after = run["model"], run["before"], run["model"].state_dict()
+    assert run["loss_after"] < 0.9 * run["loss_before"], (run["loss_before"], run["loss_after"])
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    trainable = {name for name, param in model.named_parameters() if param.requires_grad}
+    assert (model.config.pretrained_item_embedding_dim, model.config.pretrained_item_embedding_mode) == (
+        run["table"].shape[1], mode)
+    if mode == "init":  # nothing but the initial values differ from a plain model
+        assert not any(name.startswith("pretrained_item") for name in after)
+        assert "item_embedding.weight" in changed
+        return
+    assert torch.equal(after["pretrained_item_embedding"][1:], run["table"])
+    assert "pretrained_item_embedding" not in trainable  # a buffer: no optimizer or requires_grad_ reaches it
+    assert {"pretrained_item_projection.weight", "pretrained_item_projection.bias"} <= changed
+    assert ("item_embedding.weight" in changed) == (mode == "fuse")
+    assert ("item_embedding.weight" in after) == (mode == "fuse")  # "frozen" has no unused item_embedding
+
+
+@pytest.mark.parametrize("mode", TABLE_MODES)
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_item_table_model_save_load_round_trip_is_bit_identical(trained_with_table, model_type, mode, tmp_path):
+    model = trained_with_table[model_type, mode]["model"]
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert (loaded.config.pretrained_item_embedding_dim, loaded.config.pretrained_item_embedding_mode) == (
+        model.config.pretrained_item_embedding_dim, mode)
+    state, loaded_state = model.state_dict(), loaded.state_dict()
+    assert state.keys() == loaded_state.keys()
+    assert all(torch.equal(state[name], loaded_state[name]) for name in state)
+    assert {name for name, _ in loaded.named_buffers()} == {name for name, _ in model.named_buffers()}
+    input_ids = left_pad(HISTORIES, SEQ)
+    candidates = torch.arange(1, 21).repeat(len(HISTORIES), 1)
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids).logits, model(input_ids).logits)
+        assert torch.equal(loaded.predict_scores(input_ids), model.predict_scores(input_ids))
+        assert torch.equal(loaded.score_candidates(input_ids, candidates), model.score_candidates(input_ids, candidates))
+        assert torch.equal(loaded.top_k(input_ids, 5), model.top_k(input_ids, 5))
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_init_with_project_reduces_a_wider_table_by_pca(model_type):
+    model = tiny(model_type)
+    size = item_size(model)
+    scales = torch.linspace(3.0, 0.1, TABLE_DIM)  # distinct variances: well-defined principal directions
+    table = torch.randn(NUM_ITEMS, TABLE_DIM, generator=torch.Generator().manual_seed(0)) * scales + 1.0
+    model.load_item_embeddings(table, mode="init", project=True)
+    weight = model.item_embedding.weight.detach().double()
+    assert weight.shape == (NUM_ITEMS + 1, size) and not weight[0].any()
+    centred = table.double() - table.double().mean(dim=0)
+    top = torch.linalg.eigvalsh(centred.T @ centred).flip(0)[:size]
+    # PCA coordinates: centred, uncorrelated, with the top-`size` variances of the table
+    torch.testing.assert_close(weight[1:].mean(dim=0), torch.zeros(size, dtype=torch.float64), rtol=0, atol=1e-5)
+    torch.testing.assert_close(weight[1:].T @ weight[1:], torch.diag(top), rtol=1e-4, atol=1e-3)
+    again = tiny(model_type, seed=1).load_item_embeddings(table, mode="init", project=True)
+    assert torch.equal(again.item_embedding.weight, model.item_embedding.weight)  # deterministic (signs fixed)
+    assert model.config.pretrained_item_embedding_dim == TABLE_DIM
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_load_item_embeddings_switches_modes_and_records_them_in_the_config(model_type):
+    model = tiny(model_type)
+    plain = {name for name, _ in model.named_parameters()}
+    projection = {"pretrained_item_projection.weight", "pretrained_item_projection.bias"}
+    table = item_table(model, "fuse")
+
+    def state():
+        config = model.config
+        names = {name for name, _ in model.named_parameters()}
+        buffers = {name for name, _ in model.named_buffers()}
+        return names, buffers, (config.pretrained_item_embedding_dim, config.pretrained_item_embedding_mode)
+
+    assert model.load_item_embeddings(table, mode="fuse") is model
+    assert state() == (plain | projection, {"pretrained_item_embedding"}, (TABLE_DIM, "fuse"))
+    learned = model.pretrained_item_projection
+    model.load_item_embeddings(table, mode="frozen")
+    frozen = plain - {"item_embedding.weight"} | projection
+    assert state() == (frozen, {"pretrained_item_embedding"}, (TABLE_DIM, "frozen"))
+    assert model.pretrained_item_projection is learned  # same width: the learned projection is kept
+    model.load_item_embeddings(table)  # mode=None: the config's mode
+    assert state()[2] == (TABLE_DIM, "frozen")
+    model.load_item_embeddings(item_table(model, "init"), mode="init")
+    assert state() == (plain, set(), (item_size(model), "init"))
+    # a config that already names a table builds its modules up front (zero table), as from_pretrained needs
+    built = tiny(model_type, pretrained_item_embedding_dim=TABLE_DIM, pretrained_item_embedding_mode="fuse")
+    assert not built.pretrained_item_embedding.any()
+    learned = built.pretrained_item_projection
+    built.load_item_embeddings(table)
+    assert built.pretrained_item_projection is learned and built.pretrained_item_embedding.any()
+
+
+_NAN_TABLE = torch.randn(NUM_ITEMS, 16).index_fill_(0, torch.tensor([4]), float("nan"))
+
+
+@pytest.mark.parametrize(
+    "table, kwargs, message",
+    [
+        (torch.randn(NUM_ITEMS + 2, 16), {},
+         rf"has {NUM_ITEMS + 2} rows but the model has num_items={NUM_ITEMS}.*{NUM_ITEMS} rows \(row k-1 = item k\) or "
+         rf"{NUM_ITEMS + 1} rows \(row 0 = padding"),
+        (torch.randn(NUM_ITEMS - 1, 16), {}, rf"has {NUM_ITEMS - 1} rows but the model has num_items={NUM_ITEMS}"),
+        (torch.randn(NUM_ITEMS * 16), {}, r"must be 2-D \(items, D\) with D >= 1, got shape \(480,\)"),
+        (torch.randn(NUM_ITEMS, TABLE_DIM), dict(mode="init"),
+         r"width must equal \w+Config\.\w+=16, got width 24; pass project=True to reduce it to 16 dims by PCA, use "
+         r"mode='frozen' or 'fuse'"),
+        (torch.randn(NUM_ITEMS, 8), dict(mode="init", project=True), r"cannot widen it: width 8 < \w+=16"),
+        (torch.randn(NUM_ITEMS, 16), dict(mode="finetune"),
+         r"mode='finetune' is unknown; use one of \['init', 'frozen', 'fuse'\]"),
+        (torch.randn(NUM_ITEMS, 16), dict(mode="frozen", project=True), r"project=True applies to mode='init' only"),
+        (_NAN_TABLE, {}, r"row 4 \(item 5\) of the table is not finite"),
+    ],
+    ids=["too-many-rows", "too-few-rows", "not-2d", "init-width", "pca-cannot-widen", "unknown-mode",
+         "project-outside-init", "nan"],
+)
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_bad_item_table_raises_clear_error_and_leaves_the_model_alone(model_type, table, kwargs, message):
+    model = tiny(model_type)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    with pytest.raises(ValueError, match=message):
+        model.load_item_embeddings(table, **kwargs)
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[name], after[name]) for name in before)
+    assert (model.config.pretrained_item_embedding_dim, model.config.pretrained_item_embedding_mode) == (0, "init")
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -338,6 +549,10 @@ def test_config_builds_without_arguments_but_model_needs_num_items(model_type):
         (CaserConfig, dict(num_vertical_filters=0, num_horizontal_filters=0), "num_horizontal_filters"),
         (CaserConfig, dict(dropout_prob=1.0), "dropout_prob"),
         (CaserConfig, dict(loss_chunk_size=0), "loss_chunk_size"),
+        (SASRecConfig, dict(pretrained_item_embedding_mode="finetune"),
+         r"pretrained_item_embedding_mode='finetune' is unknown; use one of \['init', 'frozen', 'fuse'\]"),
+        (GRU4RecConfig, dict(pretrained_item_embedding_dim=-1), "pretrained_item_embedding_dim must be >= 0"),
+        (CaserConfig, dict(pretrained_item_embedding_mode="Frozen"), "pretrained_item_embedding_mode"),
     ],
 )
 def test_bad_config_raises_value_error_naming_the_field(config_class, kwargs, field):
@@ -411,3 +626,18 @@ def test_shared_contract_code_is_identical_in_the_three_model_files():
     for name in ("SequentialRecommenderMixin", "SequentialRecommenderOutput"):
         sources = {inspect.getsource(getattr(module, name)) for module in modules}
         assert len(sources) == 1, f"{name} differs between the model files"
+    config_modules = [sys.modules[config_class.__module__] for config_class, _ in SR_MODELS.values()]
+    for name in ("PretrainedItemEmbeddingMode", "check_pretrained_item_embedding"):
+        sources = {inspect.getsource(getattr(module, name)) for module in config_modules}
+        assert len(sources) == 1, f"{name} differs between the configuration files"
+    for config_class, _ in SR_MODELS.values():  # same fields, same defaults
+        config = config_class()
+        assert (config.pretrained_item_embedding_dim, config.pretrained_item_embedding_mode) == (0, "init")
+
+
+def test_item_table_mode_accepts_the_enum_and_saves_a_plain_string():
+    mode = sys.modules[SASRecConfig.__module__].PretrainedItemEmbeddingMode.FUSE
+    config = SASRecConfig(num_items=NUM_ITEMS, pretrained_item_embedding_dim=TABLE_DIM,
+                          pretrained_item_embedding_mode=mode)
+    assert type(config.pretrained_item_embedding_mode) is str
+    assert config.to_dict()["pretrained_item_embedding_mode"] == "fuse"

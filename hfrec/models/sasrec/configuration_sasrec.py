@@ -1,8 +1,40 @@
 # Copyright 2026 The hfrec authors. Licensed under the Apache License, Version 2.0.
 """SASRec model configuration (RecBole's defaults)."""
 
+from enum import Enum
+
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
+
+
+class PretrainedItemEmbeddingMode(str, Enum):
+    """How an external item table (e.g. P2Rec's LLM-enhanced item embeddings) enters an SR model."""
+
+    INIT = "init"  # copied (or PCA-reduced) into `item_embedding` once; the model then trains as usual
+    FROZEN = "frozen"  # kept frozen; a trained nn.Linear(D, d) maps it to the item embeddings
+    FUSE = "fuse"  # trainable `item_embedding` + the projected frozen table, summed
+
+
+def check_pretrained_item_embedding(config) -> None:
+    """Validate (and normalise to a plain string) the `pretrained_item_embedding_*` fields.
+
+    Kept verbatim in the SASRec, GRU4Rec and Caser configuration files (each model folder must stay self-contained
+    for `trust_remote_code`); a test checks that the three copies are identical.
+    """
+    name = type(config).__name__
+    if config.pretrained_item_embedding_dim < 0:
+        raise ValueError(
+            f"{name}.pretrained_item_embedding_dim must be >= 0 (0 = no pretrained item table, else the table's "
+            f"width D), got pretrained_item_embedding_dim={config.pretrained_item_embedding_dim}."
+        )
+    modes = [mode.value for mode in PretrainedItemEmbeddingMode]
+    if config.pretrained_item_embedding_mode not in modes:
+        raise ValueError(
+            f"{name}.pretrained_item_embedding_mode={config.pretrained_item_embedding_mode!r} is unknown; use one "
+            f"of {modes}."
+        )
+    if type(config.pretrained_item_embedding_mode) is not str:  # an enum member: save the plain value to JSON
+        config.pretrained_item_embedding_mode = PretrainedItemEmbeddingMode(config.pretrained_item_embedding_mode).value
 
 
 @strict
@@ -40,6 +72,15 @@ class SASRecConfig(PreTrainedConfig):
             If set, the cross-entropy over all items is computed in chunks of this many labelled positions,
             each chunk recomputed in backward (activation checkpointing), so the full
             (positions x items) logit matrix never lives in memory. Same loss, less memory.
+        pretrained_item_embedding_dim (`int`, *optional*, defaults to 0):
+            Width D of an external item embedding table (one row per item, e.g. P2Rec's LLM-enhanced one) that
+            `load_item_embeddings` put into the model; 0 = none. Written by `load_item_embeddings`, so that
+            `from_pretrained` rebuilds the same modules (a model built from a config with D > 0 in mode
+            `"frozen"`/`"fuse"` holds a zero table until `load_item_embeddings` fills it).
+        pretrained_item_embedding_mode (`str`, *optional*, defaults to `"init"`):
+            How that table is used: `"init"` (copied into `item_embedding` once, then trained as usual; no extra
+            modules), `"frozen"` (a frozen buffer projected by a trained `nn.Linear(D, hidden_size)` is the item
+            embedding), `"fuse"` (trainable `item_embedding` + the projected frozen table).
 
     ```python
     >>> from hfrec.models import SASRecConfig, SASRecModel
@@ -60,6 +101,8 @@ class SASRecConfig(PreTrainedConfig):
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
     loss_chunk_size: int | None = None
+    pretrained_item_embedding_dim: int = 0
+    pretrained_item_embedding_mode: str = "init"
 
     def __post_init__(self, **kwargs):
         self._check_sizes()
@@ -100,10 +143,11 @@ class SASRecConfig(PreTrainedConfig):
             raise ValueError(
                 f"SASRecConfig.hidden_act={self.hidden_act!r} is unknown; use one of {sorted(ACT2FN)}."
             )
+        check_pretrained_item_embedding(self)
 
     def validate_sizes(self):
         """Part of `@strict`-powered validation (also run by `save_pretrained`)."""
         self._check_sizes()
 
 
-__all__ = ["SASRecConfig"]
+__all__ = ["SASRecConfig", "PretrainedItemEmbeddingMode"]

@@ -27,7 +27,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.utils import ModelOutput, logging
 
-from .configuration_sasrec import SASRecConfig
+from .configuration_sasrec import PretrainedItemEmbeddingMode, SASRecConfig
 
 
 logger = logging.get_logger(__name__)
@@ -121,11 +121,17 @@ class SASRecEncoder(nn.Module):
 
 
 class SequentialRecommenderMixin:
-    """The hfrec sequential-recommender contract on top of `encode` (B, L) -> (B, L, H) and `item_embedding`.
+    """The hfrec sequential-recommender contract on top of `encode` (B, L) -> (B, L, H) and the item embeddings.
+
+    A model class sets `item_embedding_size_field` (the config field holding the item embedding size d) and calls
+    `self._set_item_embeddings(...)` in `__init__`; everything else reads items through `item_representations()`
+    (the effective (N+1, d) table, tied between input and output) and `embed_items(ids)`.
 
     Kept verbatim in `modeling_sasrec.py`, `modeling_gru4rec.py` and `modeling_caser.py` (each model folder
     must stay self-contained for `trust_remote_code`); a test checks that the three copies are identical.
     """
+
+    item_embedding_size_field: str  # set by each model class: the config field that holds d
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
@@ -160,7 +166,7 @@ class SequentialRecommenderMixin:
             input_ids = torch.as_tensor(input_ids)
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}.")
-        input_ids = input_ids.to(device=self.item_embedding.weight.device, dtype=torch.long)
+        input_ids = input_ids.to(device=self.device, dtype=torch.long)
         self._check_ids(input_ids, "input_ids")
         mask = input_ids != 0
         if attention_mask is not None:
@@ -176,8 +182,160 @@ class SequentialRecommenderMixin:
             mask = mask[:, -self.config.max_seq_length:]
         return input_ids, mask
 
+    # ------------------------------------------------------------------------------------------ item embeddings
+
+    def _set_item_embeddings(self, table_dim: int, mode: str, like: torch.Tensor | None = None) -> list[nn.Module]:
+        """Make the item-embedding modules match `(table_dim, mode)` and record both in the config.
+
+        Keeps the modules that still fit and returns the new ones (not yet initialised); `like` gives the device and
+        dtype of new tensors (None inside `__init__`, where `post_init` initialises and places everything).
+        - no table, or mode "init": only `item_embedding` (N+1, d), RecBole's layout;
+        - "frozen": the table as the buffer `pretrained_item_embedding` (N+1, D) + `pretrained_item_projection`
+          (nn.Linear(D, d)); no `item_embedding`, which would get no gradient (DDP rejects unused parameters);
+        - "fuse": `item_embedding` + both of the above.
+        The table is a buffer, not a parameter: it is saved like a weight, but no optimizer, `requires_grad_(True)`
+        or DDP gradient sync can ever change it.
+        """
+        config = self.config
+        size = getattr(config, self.item_embedding_size_field)
+        mode = PretrainedItemEmbeddingMode(mode)
+        uses_table = table_dim > 0 and mode is not PretrainedItemEmbeddingMode.INIT
+        factory = {} if like is None else {"device": like.device, "dtype": like.dtype}
+        created = []
+        if uses_table and mode is PretrainedItemEmbeddingMode.FROZEN:
+            self.item_embedding = None
+        elif getattr(self, "item_embedding", None) is None:
+            self.item_embedding = nn.Embedding(config.num_items + 1, size, padding_idx=0, **factory)
+            created.append(self.item_embedding)
+        table = getattr(self, "pretrained_item_embedding", None)
+        if not uses_table:
+            table = projection = None
+        else:
+            if table is None or table.shape[1] != table_dim:
+                table = torch.zeros(config.num_items + 1, table_dim, **factory)
+            projection = getattr(self, "pretrained_item_projection", None)
+            if projection is None or projection.in_features != table_dim:
+                projection = nn.Linear(table_dim, size, **factory)
+                created.append(projection)
+        self.register_buffer("pretrained_item_embedding", table)
+        self.pretrained_item_projection = projection
+        config.pretrained_item_embedding_dim = table_dim
+        config.pretrained_item_embedding_mode = mode.value
+        return created
+
+    def item_representations(self) -> torch.Tensor:
+        """(N+1, d) effective item table: what embeds the input items and what the sequence representation is
+        dotted with to score every item (input and output item embeddings are tied). Row 0 is padding."""
+        if self.pretrained_item_embedding is None:
+            return self.item_embedding.weight
+        projected = self.pretrained_item_projection(self.pretrained_item_embedding[1:])
+        # row 0 stays zero: the projection's bias must not make padding look like an item
+        projected = torch.cat([projected.new_zeros(1, projected.shape[1]), projected])
+        return projected if self.item_embedding is None else self.item_embedding.weight + projected
+
+    def embed_items(self, item_ids: torch.LongTensor) -> torch.Tensor:
+        """(...) item ids -> (..., d) rows of `item_representations()`; the padding row gets no gradient.
+
+        With a pretrained table this projects all N+1 rows, which costs less than the loss's (positions x N)
+        score matrix whenever a batch has more positions than the table has columns."""
+        return F.embedding(item_ids, self.item_representations(), padding_idx=0)
+
+    @torch.no_grad()
+    def load_item_embeddings(self, table, mode: str | None = None, project: bool = False):
+        """Put an external item embedding table (e.g. P2Rec's LLM-enhanced one) into the model; returns the model.
+
+        Args:
+            table (`torch.Tensor` or `numpy.ndarray` of shape `(num_items, D)` or `(num_items + 1, D)`): one row per
+                item in id order: with N rows, row k - 1 is item k (a zero padding row is prepended); with N + 1
+                rows, row k is item k and row 0 (padding) is set to zero. The caller's array is never modified.
+            mode (`str`, *optional*): "init", "frozen" or "fuse" (see `PretrainedItemEmbeddingMode`); defaults to
+                `config.pretrained_item_embedding_mode`. "init" copies the table into `item_embedding` (D must equal
+                the item embedding size d); "frozen" keeps it as a buffer mapped by a trained nn.Linear(D, d);
+                "fuse" adds that to a trainable `item_embedding`.
+            project (`bool`, *optional*, defaults to `False`): "init" only: reduce a wider table (D > d) to d dims by
+                PCA: the item rows are centred and projected on their top-d principal directions (no rescaling).
+
+        The config records D and the mode, so `save_pretrained` / `from_pretrained` rebuild the same modules.
+        "frozen" and "fuse" may add or remove parameters: call this before creating the optimizer.
+        """
+        config = self.config
+        num_items, size_field = config.num_items, self.item_embedding_size_field
+        size = getattr(config, size_field)
+        modes = [choice.value for choice in PretrainedItemEmbeddingMode]
+        mode = config.pretrained_item_embedding_mode if mode is None else mode
+        if mode not in modes:
+            raise ValueError(f"load_item_embeddings: mode={mode!r} is unknown; use one of {modes}.")
+        mode = PretrainedItemEmbeddingMode(mode)
+        # float64 so that the PCA below is accurate; the model only ever keeps copies of the caller's rows
+        table = torch.as_tensor(table).detach().to(dtype=torch.float64)
+        if table.dim() != 2 or table.shape[1] == 0:
+            raise ValueError(
+                f"load_item_embeddings: the item embedding table must be 2-D (items, D) with D >= 1, got shape "
+                f"{tuple(table.shape)}."
+            )
+        rows, width = table.shape
+        if rows not in (num_items, num_items + 1):
+            raise ValueError(
+                f"load_item_embeddings: the table has {rows} rows but the model has num_items={num_items}; pass one "
+                f"row per item in id order: {num_items} rows (row k-1 = item k) or {num_items + 1} rows (row 0 = "
+                f"padding, row k = item k), e.g. the table built from this dataset's item table."
+            )
+        first = rows - num_items  # the table row of item 1
+        finite = torch.isfinite(table[first:]).all(dim=1)
+        if not bool(finite.all()):
+            item = int((~finite).nonzero()[0, 0]) + 1
+            raise ValueError(
+                f"load_item_embeddings: row {item - 1 + first} (item {item}) of the table is not finite (NaN or inf)."
+            )
+        table = torch.cat([table.new_zeros(1, width), table[first:]])  # row 0 = padding, zero
+        if mode is PretrainedItemEmbeddingMode.INIT:
+            if width != size and not project:
+                raise ValueError(
+                    f"load_item_embeddings: mode='init' copies the table into item_embedding, so its width must "
+                    f"equal {type(config).__name__}.{size_field}={size}, got width {width}; pass project=True to "
+                    f"reduce it to {size} dims by PCA, use mode='frozen' or 'fuse' (a learned nn.Linear({width}, "
+                    f"{size})), or build the model with {size_field}={width}."
+                )
+            if width < size:
+                raise ValueError(
+                    f"load_item_embeddings: project=True reduces the table by PCA and cannot widen it: width {width} "
+                    f"< {size_field}={size}; use mode='frozen' or 'fuse' (a learned nn.Linear({width}, {size})) or a "
+                    f"model with {size_field} <= {width}."
+                )
+            if width != size:
+                table = self._principal_components(table, size)
+        elif project:
+            raise ValueError(
+                f"load_item_embeddings: project=True applies to mode='init' only; mode={mode.value!r} always maps "
+                f"the table with a learned nn.Linear({width}, {size}), so drop project=True."
+            )
+        like = next(self.parameters())
+        for module in self._set_item_embeddings(width, mode, like=like):
+            self._init_weights(module)
+        if mode is PretrainedItemEmbeddingMode.INIT:
+            self.item_embedding.weight.copy_(table)
+        else:
+            self.pretrained_item_embedding.copy_(table)
+        return self
+
+    @staticmethod
+    def _principal_components(table: torch.Tensor, size: int) -> torch.Tensor:
+        """(N+1, D) table -> (N+1, size): item rows centred and projected on their top-`size` principal directions;
+        row 0 stays zero. Each direction's sign is fixed (largest loading positive, like scikit-learn's
+        `svd_flip`), so the result does not depend on the SVD backend's sign choice."""
+        items = table[1:] - table[1:].mean(dim=0)
+        _, _, directions = torch.linalg.svd(items, full_matrices=False)
+        directions = directions[:size]
+        largest = directions.gather(1, directions.abs().argmax(dim=1, keepdim=True))
+        projected = items @ (directions * torch.sign(largest)).t()
+        # fewer items than dims: the missing directions carry no variance, so their coordinates are 0
+        projected = F.pad(projected, (0, size - projected.shape[1]))
+        return torch.cat([projected.new_zeros(1, size), projected])
+
+    # ------------------------------------------------------------------------------------------ scoring
+
     def _all_item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
-        scores = hidden @ self.item_embedding.weight.t()
+        scores = hidden @ self.item_representations().t()
         scores[..., 0] = float("-inf")
         return scores
 
@@ -193,7 +351,7 @@ class SequentialRecommenderMixin:
         targets = labels[valid] - 1  # column j of the item matrix below is item j + 1
         if targets.numel() == 0:
             return hidden.sum() * 0.0
-        weight = self.item_embedding.weight[1:]
+        weight = self.item_representations()[1:]
         chunk = self.config.loss_chunk_size
         if chunk is None or targets.numel() <= chunk:
             return F.cross_entropy((states @ weight.t()).float(), targets)
@@ -262,7 +420,7 @@ class SequentialRecommenderMixin:
             )
         self._check_ids(candidates, "candidates")
         last = self._last_hidden(input_ids, mask)
-        scores = torch.einsum("bh,bch->bc", last, self.item_embedding(candidates))
+        scores = torch.einsum("bh,bch->bc", last, self.embed_items(candidates))
         return scores.masked_fill(candidates == 0, float("-inf"))
 
     @torch.no_grad()
@@ -295,6 +453,7 @@ class SASRecPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = False
     accepts_loss_kwargs = False
     _no_split_modules = ["SASRecLayer"]
+    item_embedding_size_field = "hidden_size"
 
     def _init_weights(self, module):
         """RecBole's init: normal(0, initializer_range) for linear and embedding weights, zero biases,
@@ -321,7 +480,9 @@ class SASRecModel(SequentialRecommenderMixin, SASRecPreTrainedModel):
     - `forward(input_ids, attention_mask=None, labels=None)`: `labels` (B, L) are next-item ids per position
       (`-100` and `0` ignored); the loss is the cross-entropy over all N items at every labelled position,
       computed in one pass;
-    - `predict_scores`, `score_candidates`, `top_k` for inference (call `model.eval()` first).
+    - `predict_scores`, `score_candidates`, `top_k` for inference (call `model.eval()` first);
+    - `load_item_embeddings(table, mode)` puts an external item table in ("init", "frozen" or "fuse"); every
+      item lookup and score goes through `item_representations()`.
     """
 
     def __init__(self, config: SASRecConfig):
@@ -329,7 +490,7 @@ class SASRecModel(SequentialRecommenderMixin, SASRecPreTrainedModel):
         if config.num_items < 1:
             raise ValueError(f"SASRecConfig.num_items must be >= 1 (the dataset's item count), got "
                              f"num_items={config.num_items}; build the config with num_items=dataset.num_items.")
-        self.item_embedding = nn.Embedding(config.num_items + 1, config.hidden_size, padding_idx=0)
+        self._set_item_embeddings(config.pretrained_item_embedding_dim, config.pretrained_item_embedding_mode)
         self.position_embedding = nn.Embedding(config.max_seq_length, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -352,7 +513,7 @@ class SASRecModel(SequentialRecommenderMixin, SASRecPreTrainedModel):
             )
         # Position 0 = oldest real item of the row (see module docstring); padding gets 0 and is masked.
         position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
-        hidden = self.item_embedding(input_ids) + self.position_embedding(position_ids)
+        hidden = self.embed_items(input_ids) + self.position_embedding(position_ids)
         hidden = self.dropout(self.LayerNorm(hidden))
         length = input_ids.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()
