@@ -1,10 +1,12 @@
-"""hfrec.scoring on tiny random Llama models and a byte-level tokenizer built here (no network)."""
+"""hfrec.scoring on tiny random Llama / T5 models and a byte-level tokenizer built here (no network)."""
 
 import pytest
 import torch
+from transformers import T5Config, T5ForConditionalGeneration
 
-from hfrec.methods.common.scoring import (candidate_log_likelihoods, generate_then_match, match_title, normalize_by_length,
-                           rank_candidates, score_candidates_by_likelihood)
+from hfrec.methods.common.scoring import (candidate_answer_probabilities, candidate_log_likelihoods,
+                                          generate_then_match, match_title, normalize_by_length, rank_candidates,
+                                          score_candidates_by_likelihood, seq2seq_candidate_log_likelihoods)
 from tiny_llm import tiny_lm, tiny_tokenizer  # tests/tiny_llm.py
 
 
@@ -137,3 +139,178 @@ def test_generate_then_match_reports_valid_ratio(lm, tok):
     if res.texts[0].strip():
         again = generate_then_match(lm, tok, PROMPTS, cands, batch_size=3, max_new_tokens=4)
         assert again.predictions[0] == 0
+
+
+# ------------------------------------------------------------------------------------- scored-suffix (yes/no) mode
+SUFFIX = "\nShould the user watch it next? Answer:"
+RAGGED = [CANDS[0], CANDS[1][:2], CANDS[2][:1]]
+
+
+def reference_answer_probs(model, tok, prompts, cands, suffix, answers=("Yes", "No")):
+    """One full forward per (prompt, candidate): softmax of the answers' first-token logits at the last position."""
+    a_ids = [tok(a, add_special_tokens=False)["input_ids"][0] for a in answers]
+    s_ids = suffix if isinstance(suffix, list) else tok(suffix, add_special_tokens=False)["input_ids"]
+    C = max(len(c) for c in cands)
+    out = torch.full((len(prompts), C), float("-inf"))
+    for i, (p, cs) in enumerate(zip(prompts, cands)):
+        p_ids = p if isinstance(p, list) else tok(p, add_special_tokens=False)["input_ids"]
+        for j, c in enumerate(cs):
+            ids = p_ids + tok(c, add_special_tokens=False)["input_ids"] + s_ids
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+            out[i, j] = logits[a_ids].softmax(-1)[0]
+    return out
+
+
+def lora_lm():
+    from peft import LoraConfig, get_peft_model
+
+    model = tiny_lm()
+    torch.manual_seed(1)  # init_lora_weights=False: random A and B, so LoRA changes the function
+    config = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    return get_peft_model(model, config).eval()  # get_peft_model leaves the model in training mode
+
+
+def softcapped_lm():
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(5)  # final_logit_softcapping small enough to change the probabilities noticeably
+    cfg = Gemma2Config(vocab_size=258, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, head_dim=8, final_logit_softcapping=0.5, pad_token_id=256,
+                       eos_token_id=257, bos_token_id=None)
+    return Gemma2ForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("make_model, cands, suffix, answers, batch_size", [
+    (tiny_lm, CANDS, SUFFIX, ("Yes", "No"), 2),
+    (tiny_lm, RAGGED, SUFFIX, ("Yes", "No"), 3),
+    (tiny_lm, RAGGED, "", ("Yes", "No"), 1),  # empty suffix: the answer follows the candidate directly
+    (tiny_lm, CANDS, [10, 20, 30], ("y", "n", "maybe"), 8),  # suffix as ids, three answers
+    (lambda: tiny_lm(seed=3, tie=False), RAGGED, SUFFIX, ("yes", "no"), 2),
+    (softcapped_lm, CANDS, SUFFIX, ("Yes", "No"), 2),
+    (lora_lm, RAGGED, SUFFIX, ("Yes", "No"), 2),
+])
+def test_answer_probabilities_equal_separate_forwards(tok, make_model, cands, suffix, answers, batch_size):
+    model = make_model()
+    got = candidate_answer_probabilities(model, tok, PROMPTS, cands, suffix, answers, batch_size=batch_size)
+    want = reference_answer_probs(model, tok, PROMPTS, cands, suffix, answers)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    assert torch.equal(torch.isinf(got), torch.isinf(want))  # missing candidates: -inf
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_answer_probabilities_through_lora_differ_from_the_base(tok):
+    base = candidate_answer_probabilities(tiny_lm(), tok, PROMPTS, CANDS, SUFFIX)
+    lora = candidate_answer_probabilities(lora_lm(), tok, PROMPTS, CANDS, SUFFIX)
+    assert not torch.allclose(base, lora)  # the adapter is applied, not bypassed
+
+
+def test_answer_probabilities_with_delrec_soft_prompt():
+    from hfrec.models.delrec import DELRecForCausalLM
+
+    model, tok = DELRecForCausalLM.from_backbone(tiny_lm(), tiny_tokenizer(), num_virtual_tokens=4)
+    with torch.no_grad():
+        model.soft_prompt.weight.normal_()  # a soft prompt far from the placeholder's embedding
+    slots = model.config.soft_prompt_token * 4
+    prompts = ["ab" + slots + " likes:", "history " + slots + "?", slots + "q"]
+    got = candidate_answer_probabilities(model, tok, prompts, RAGGED, SUFFIX, batch_size=2)
+    torch.testing.assert_close(got, reference_answer_probs(model, tok, prompts, RAGGED, SUFFIX), atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        model.soft_prompt.weight.zero_()
+    assert not torch.allclose(got, candidate_answer_probabilities(model, tok, prompts, RAGGED, SUFFIX))
+
+
+@pytest.mark.parametrize("answers, match", [
+    (("Yes", ""), "empty"),
+    (("Yes",), "at least two"),
+    ("Yes", "at least two"),
+    (("Yes", "Yeah"), "same token"),
+    ((" yes", " no"), "same token"),  # byte-level: both start with the space byte
+])
+def test_answer_probabilities_bad_answers(lm, tok, answers, match):
+    with pytest.raises(ValueError, match=match):
+        candidate_answer_probabilities(lm, tok, PROMPTS, CANDS, SUFFIX, answers)
+
+
+def test_answer_probabilities_bad_inputs(lm, tok):
+    with pytest.raises(ValueError, match="candidate lists"):
+        candidate_answer_probabilities(lm, tok, PROMPTS, CANDS[:2], SUFFIX)
+    with pytest.raises(ValueError, match="empty candidate list"):
+        candidate_answer_probabilities(lm, tok, ["a"], [[]], SUFFIX)
+    with pytest.raises(ValueError, match="encoder-decoder"):
+        candidate_answer_probabilities(tiny_t5(), tok, ["a"], [["b"]], SUFFIX)
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        candidate_answer_probabilities(lm, tok, PROMPTS, CANDS, SUFFIX, batch_size=0)
+    assert candidate_answer_probabilities(lm, tok, [], [], SUFFIX).numel() == 0
+
+
+# ------------------------------------------------------------------------------------------------- encoder-decoder
+def tiny_t5(seed=0):
+    torch.manual_seed(seed)
+    cfg = T5Config(vocab_size=258, d_model=32, d_ff=64, num_layers=2, num_heads=4, decoder_start_token_id=256,
+                   pad_token_id=256, eos_token_id=257)
+    return T5ForConditionalGeneration(cfg).eval()
+
+
+def reference_seq2seq(model, tok, prompts, cands, include_eos=True):
+    """One full forward per (prompt, candidate): ``model(input_ids=prompt, labels=candidate)``."""
+    C = max(len(c) for c in cands)
+    sums, counts = torch.zeros(len(prompts), C), torch.zeros(len(prompts), C)
+    for i, (p, cs) in enumerate(zip(prompts, cands)):
+        p_ids = torch.tensor([tok(p, add_special_tokens=False)["input_ids"]])
+        for j, c in enumerate(cs):
+            labels = tok(c, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if include_eos else [])
+            with torch.no_grad():
+                lp = model(input_ids=p_ids, labels=torch.tensor([labels])).logits[0].float().log_softmax(-1)
+            sums[i, j] = lp[torch.arange(len(labels)), labels].sum()
+            counts[i, j] = len(labels)
+    return sums, counts
+
+
+def lora_t5():
+    from peft import LoraConfig, get_peft_model
+
+    model = tiny_t5()
+    torch.manual_seed(1)
+    config = LoraConfig(r=2, target_modules=["q", "v"], init_lora_weights=False)
+    return get_peft_model(model, config).eval()  # eval: T5's dropout would make the reference random
+
+
+@pytest.mark.parametrize("make_model, cands, include_eos, batch_size, head_chunk_size", [
+    (tiny_t5, CANDS, True, 2, 4096),
+    (tiny_t5, RAGGED, True, 3, 4096),
+    (tiny_t5, RAGGED, False, 1, 4096),
+    (tiny_t5, CANDS, True, 8, 8),  # decoder run over several chunks of candidates
+    (lora_t5, RAGGED, True, 2, 4096),
+])
+def test_seq2seq_equals_separate_forwards(tok, make_model, cands, include_eos, batch_size, head_chunk_size):
+    model = make_model()
+    sums, counts = seq2seq_candidate_log_likelihoods(model, tok, PROMPTS, cands, batch_size=batch_size,
+                                                     include_eos=include_eos, head_chunk_size=head_chunk_size)
+    want_sums, want_counts = reference_seq2seq(model, tok, PROMPTS, cands, include_eos)
+    assert torch.equal(counts, want_counts)
+    torch.testing.assert_close(sums, want_sums, atol=1e-4, rtol=1e-4)
+    # the generic entry points dispatch on config.is_encoder_decoder (through PEFT too)
+    torch.testing.assert_close(score_candidates_by_likelihood(model, tok, PROMPTS, cands, include_eos=include_eos),
+                               normalize_by_length(want_sums, want_counts), atol=1e-4, rtol=1e-4)
+
+
+def test_seq2seq_bad_inputs(lm, tok):
+    with pytest.raises(ValueError, match="not an encoder-decoder"):
+        seq2seq_candidate_log_likelihoods(lm, tok, PROMPTS, CANDS)
+    with pytest.raises(ValueError, match="Empty prompt"):
+        seq2seq_candidate_log_likelihoods(tiny_t5(), tok, [[]], [["x"]])
+    with pytest.raises(ValueError, match="empty candidate list"):
+        score_candidates_by_likelihood(tiny_t5(), tok, ["a"], [[]])
+    sums, counts = seq2seq_candidate_log_likelihoods(tiny_t5(), tok, [], [])
+    assert sums.numel() == counts.numel() == 0
+
+
+def test_answer_probabilities_never_build_full_vocabulary_logits(lm, tok):
+    calls = []
+    hook = lm.lm_head.register_forward_hook(lambda module, args, out: calls.append(out.shape))
+    try:
+        candidate_answer_probabilities(lm, tok, PROMPTS, CANDS, SUFFIX)
+    finally:
+        hook.remove()
+    assert calls == []  # a plain Linear head: only its answer rows are multiplied

@@ -1,4 +1,4 @@
-"""Ranking candidate items with a causal LM, shared by every LLM method of hfrec.
+"""Ranking candidate items with a language model, shared by every LLM method of hfrec.
 
 :func:`score_candidates_by_likelihood` scores each candidate by the log-likelihood of its title (a verbalizer
 restricted to the candidates, so every prediction is a valid item). The prompt of a user is encoded **once** and
@@ -19,33 +19,56 @@ MLPs at these lengths) and needs no cache bookkeeping; it also works unchanged f
 backbone. The LM head is applied only at the positions that predict candidate tokens, in chunks, so the
 ``(tokens x vocab)`` logits of the prompt are never built.
 
+:func:`candidate_answer_probabilities` uses the same packed forward with a fixed question after every candidate
+(``[prompt][candidate 1 + suffix][candidate 2 + suffix]...``) and reads P(first answer) from the answer tokens'
+logits at each segment's last position: a yes/no recommender scores all of a user's candidates in one forward.
+
+Encoder-decoder models (:func:`seq2seq_candidate_log_likelihoods`) run the encoder once per user and the decoder
+over all candidates against the encoder states repeated per candidate; :func:`candidate_log_likelihoods` and
+:func:`score_candidates_by_likelihood` dispatch to it from ``config.is_encoder_decoder``.
+
 :func:`generate_then_match` is the baseline used by earlier LLM recommenders: greedy decoding, then matching
 the generated text against the candidate titles; it reports how many outputs were valid items.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
+from transformers.modeling_outputs import BaseModelOutput
+
+from ...evaluation import left_pad
 
 __all__ = [
     "GenerationMatchResult",
+    "candidate_answer_probabilities",
     "candidate_log_likelihoods",
     "normalize_by_length",
     "generate_then_match",
     "match_title",
     "rank_candidates",
     "score_candidates_by_likelihood",
+    "seq2seq_candidate_log_likelihoods",
 ]
+
+
+def _base_model(model):
+    """The transformers model under a PEFT wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _is_encoder_decoder(model) -> bool:
+    return bool(getattr(_base_model(model).config, "is_encoder_decoder", False))
 
 
 def _unwrap(model):
     """(causal LM, backbone returning last_hidden_state, output embedding layer) for HF / PEFT models."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = _base_model(model)
     backbone = inner.base_model
     if backbone is inner:
         raise ValueError(f"{type(inner).__name__} exposes no backbone (base_model_prefix); pass a causal LM")
@@ -60,6 +83,36 @@ def _softcap(inner) -> float | None:
     return getattr(cfg, "final_logit_softcapping", None) or None
 
 
+def _apply_softcap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def _token_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """float32 ``log p(target)`` from ``(..., V)`` logits and ``(...)`` targets."""
+    logits = logits.float()
+    return logits.gather(-1, targets[..., None])[..., 0] - logits.logsumexp(-1)
+
+
+def _pad_id(tokenizer) -> int:
+    """Pad id; any id works where padding is masked out, so 0 stands in when the tokenizer has no pad / eos."""
+    for pad in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if pad is not None:
+            return pad
+    return 0
+
+
+def _right_pad(sequences: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, attention_mask)``, each ``(B, L)``, padded on the right (the left-padding twin is
+    ``hfrec.evaluation.left_pad``)."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
 def _tokenize_prompt(tokenizer, prompt) -> list[int]:
     if isinstance(prompt, str):
         return tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -68,10 +121,21 @@ def _tokenize_prompt(tokenizer, prompt) -> list[int]:
     return list(prompt)
 
 
+def _check_candidate_lists(prompts, candidate_texts) -> None:
+    if len(prompts) != len(candidate_texts):
+        raise ValueError(f"{len(prompts)} prompts but {len(candidate_texts)} candidate lists")
+    for i, cands in enumerate(candidate_texts):
+        if len(cands) == 0:
+            raise ValueError(f"Prompt {i} has an empty candidate list")
+
+
 class _CandidateTokenCache:
-    def __init__(self, tokenizer, include_eos: bool):
+    """Token ids of a candidate text followed by a fixed ``tail`` (EOS, or a question suffix); each distinct text
+    is tokenized once per call (candidate lists repeat titles across users)."""
+
+    def __init__(self, tokenizer, tail: Sequence[int] = ()):
         self.tokenizer = tokenizer
-        self.eos = [tokenizer.eos_token_id] if include_eos and tokenizer.eos_token_id is not None else []
+        self.tail = list(tail)
         self.cache: dict[str, list[int]] = {}
 
     def __call__(self, text: str) -> list[int]:
@@ -79,18 +143,56 @@ class _CandidateTokenCache:
         if ids is None:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"Candidate text must be a non-empty string, got {text!r}")
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + self.eos
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + self.tail
             self.cache[text] = ids
         return ids
 
 
-def _pack_batch(prompt_ids: list[list[int]], cand_ids: list[list[list[int]]], pad_id: int, dtype, device, max_c: int):
-    """Build the packed inputs of one batch. Returns tensors and the gather indices.
+def _eos_tail(tokenizer, include_eos: bool) -> list[int]:
+    return [tokenizer.eos_token_id] if include_eos and tokenizer.eos_token_id is not None else []
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _length_batches(lengths: Sequence[int], batch_size: int, progress: bool, desc: str):
+    """Index batches, longest first (similar lengths together: less padding), optionally under a tqdm bar."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=desc, unit="batch")
+    return batches
+
+
+class _Packed(NamedTuple):
+    input_ids: torch.Tensor  # (B, T)
+    mask: torch.Tensor  # (B, 1, T, T) additive block mask
+    position_ids: torch.Tensor  # (B, T)
+    src: torch.Tensor  # (B, N) position whose output predicts the n-th candidate token
+    tgt: torch.Tensor  # (B, N) the n-th candidate token
+    cid: torch.Tensor  # (B, N) its candidate index (max_c for padding)
+    last: torch.Tensor  # (B, max_c) position of each candidate's last token, -1 where the row has no such candidate
+
+
+def _pack_batch(prompt_ids: list[list[int]], cand_ids: list[list[list[int]]], pad_id: int, dtype, device,
+                max_c: int) -> _Packed:
+    """Build the packed inputs of one batch.
 
     Row layout: ``[prompt (P)][candidate 0][candidate 1]...``. For the j-th candidate token of a row (j over the
     concatenated candidates) the logits come from position ``P + j - 1``, except a candidate's first token, which
-    is predicted from the prompt's last position ``P - 1``. Built with numpy per row: a per-token Python loop took
-    ~25 ms of host time per batch of 64 users of ~720 tokens on the 2-core dev CPU, this ~4 ms."""
+    is predicted from the prompt's last position ``P - 1``. Built with numpy per row: a per-token Python loop
+    costs several times more host time per batch."""
     rows = []
     for p, cands in zip(prompt_ids, cand_ids):
         if not len(p):
@@ -107,6 +209,7 @@ def _pack_batch(prompt_ids: list[list[int]], cand_ids: list[list[list[int]]], pa
     src = np.zeros((B, N), dtype=np.int64)
     tgt = np.zeros((B, N), dtype=np.int64)
     cid = np.full((B, N), max_c, dtype=np.int64)  # max_c = a dump column for padding entries
+    last = np.full((B, max_c), -1, dtype=np.int64)
     for i, (p, lens, flat) in enumerate(rows):
         P, m = len(p), len(flat)
         c_of = np.repeat(np.arange(len(lens)), lens)  # candidate index of each candidate token
@@ -118,9 +221,8 @@ def _pack_batch(prompt_ids: list[list[int]], cand_ids: list[list[list[int]]], pa
         pos[i, :P], pos[i, P : P + m] = np.arange(P), P + within
         src[i, :m] = np.where(within == 0, P - 1, P + j - 1)
         tgt[i, :m], cid[i, :m] = flat, c_of
-    input_ids, seg_t, pos_t = (torch.from_numpy(x) for x in (input_ids, seg, pos))
-    src_t, tgt_t, cid_t = (torch.from_numpy(x) for x in (src, tgt, cid))
-    seg_t, input_ids, pos_t = seg_t.to(device), input_ids.to(device), pos_t.to(device)
+        last[i, : len(lens)] = P + starts + lens - 1
+    input_ids, seg_t, pos_t = (torch.from_numpy(x).to(device) for x in (input_ids, seg, pos))
     idx = torch.arange(T, device=device)
     causal = idx[None, :] <= idx[:, None]  # (T, T): key j <= query i
     sq, sk = seg_t[:, :, None], seg_t[:, None, :]
@@ -128,7 +230,47 @@ def _pack_batch(prompt_ids: list[list[int]], cand_ids: list[list[list[int]]], pa
     allowed |= torch.eye(T, dtype=torch.bool, device=device)[None]  # padding rows see themselves: no NaN rows
     mask = torch.zeros((B, 1, T, T), dtype=dtype, device=device)
     mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
-    return input_ids, mask, pos_t, src_t.to(device), tgt_t.to(device), cid_t.to(device)
+    src_t, tgt_t, cid_t, last_t = (torch.from_numpy(x).to(device) for x in (src, tgt, cid, last))
+    return _Packed(input_ids, mask, pos_t, src_t, tgt_t, cid_t, last_t)
+
+
+def _packed_scores(model, tokenizer, prompts, cand_ids: list[list[list[int]]], batch_size: int, progress: bool,
+                   desc: str, score_batch: Callable) -> tuple[torch.Tensor, ...]:
+    """The packed forward over all users, shared by the scoring functions of causal LMs.
+
+    ``score_batch(hidden, packed, head, softcap)`` turns the backbone's ``(b, T, H)`` hidden states of one batch
+    into a tuple of ``(b, C_max)`` tensors; they are gathered into ``(B, C_max)`` CPU tensors in prompt order."""
+    if _is_encoder_decoder(model):
+        raise ValueError(f"{desc} packs candidates after the prompt of a causal LM; "
+                         f"{type(_base_model(model)).__name__} is an encoder-decoder model")
+    inner, backbone, head = _unwrap(model)
+    attn_impl = getattr(inner.config, "_attn_implementation", None) or ""
+    if "flash" in attn_impl:
+        raise ValueError(
+            f"{desc} needs a 4D block attention mask, which {attn_impl!r} does not take; "
+            "load the model with attn_implementation='sdpa' or 'eager'"
+        )
+    cap = _softcap(inner)
+    device = head.weight.device
+    dtype = head.weight.dtype if head.weight.dtype.is_floating_point else torch.float32
+    pad_id = _pad_id(tokenizer)
+    p_ids = [_tokenize_prompt(tokenizer, p) for p in prompts]
+    C = max(len(c) for c in cand_ids)
+    done: list[tuple[list[int], tuple[torch.Tensor, ...]]] = []  # kept on the device: no sync per batch, so the
+    # next batch is packed on the host while the accelerator still works on this one
+    lengths = [len(p) + sum(len(x) for x in c) for p, c in zip(p_ids, cand_ids)]
+    with _eval_mode(model):
+        for bidx in _length_batches(lengths, batch_size, progress, desc):
+            packed = _pack_batch([p_ids[i] for i in bidx], [cand_ids[i] for i in bidx], pad_id, dtype, device, C)
+            hidden = backbone(input_ids=packed.input_ids, attention_mask=packed.mask,
+                              position_ids=packed.position_ids, use_cache=False)
+            hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
+            done.append((bidx, score_batch(hidden, packed, head, cap)))
+    outs = tuple(torch.empty(len(prompts), C) for _ in done[0][1])
+    for bidx, results in done:
+        for out, res in zip(outs, results):
+            out[bidx] = res.float().cpu()
+    return outs
 
 
 def normalize_by_length(sums: torch.Tensor, counts: torch.Tensor, length_normalize: bool | float = True) -> torch.Tensor:
@@ -154,7 +296,8 @@ def score_candidates_by_likelihood(
 
     Args:
         model: a causal LM (any ``*ForCausalLM``, a ``DELRecForCausalLM`` whose soft prompt is injected from the
-            placeholder tokens in the prompt ids, or a PEFT model wrapping one).
+            placeholder tokens in the prompt ids, or a PEFT model wrapping one), or an encoder-decoder model
+            (``config.is_encoder_decoder``, e.g. T5), scored by :func:`seq2seq_candidate_log_likelihoods`.
         tokenizer: its tokenizer (``eos_token_id`` ends each candidate when ``include_eos``).
         prompts: B prompts, as text or as token ids (e.g. built by ``hfrec.prompts`` with a chat template).
         candidate_texts: for each prompt, its C candidate texts (titles). Lists may differ in length; missing
@@ -189,69 +332,178 @@ def candidate_log_likelihoods(
     """``(sums, counts)``, each ``(B, C_max)`` on the CPU: the summed token log-probs of each candidate text
     (+ EOS) given its prompt, and its token count (0 for missing entries). One packed forward per batch; any length
     normalisation (:func:`normalize_by_length`) can then be applied without running the model again. Arguments as
-    in :func:`score_candidates_by_likelihood`."""
-    if len(prompts) != len(candidate_texts):
-        raise ValueError(f"{len(prompts)} prompts but {len(candidate_texts)} candidate lists")
+    in :func:`score_candidates_by_likelihood`; encoder-decoder models go to
+    :func:`seq2seq_candidate_log_likelihoods`."""
+    if _is_encoder_decoder(model):
+        return seq2seq_candidate_log_likelihoods(model, tokenizer, prompts, candidate_texts, batch_size=batch_size,
+                                                 include_eos=include_eos, head_chunk_size=head_chunk_size,
+                                                 progress=progress)
+    _check_candidate_lists(prompts, candidate_texts)
     if len(prompts) == 0:
         return torch.empty(0, 0), torch.empty(0, 0)
-    inner, backbone, head = _unwrap(model)
-    attn_impl = getattr(inner.config, "_attn_implementation", None) or ""
-    if "flash" in attn_impl:
-        raise ValueError(
-            f"score_candidates_by_likelihood needs a 4D block attention mask, which {attn_impl!r} does not take; "
-            "load the model with attn_implementation='sdpa' or 'eager'"
-        )
-    cap = _softcap(inner)
-    device = head.weight.device
-    dtype = head.weight.dtype if head.weight.dtype.is_floating_point else torch.float32
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    cand_tok = _CandidateTokenCache(tokenizer, include_eos)
-    p_ids = [_tokenize_prompt(tokenizer, p) for p in prompts]
-    c_ids = []
-    for i, cands in enumerate(candidate_texts):
-        if len(cands) == 0:
-            raise ValueError(f"Prompt {i} has an empty candidate list")
-        c_ids.append([cand_tok(t) for t in cands])
-    C = max(len(c) for c in c_ids)
-    sums_out = torch.zeros(len(prompts), C)
-    counts_out = torch.zeros(len(prompts), C)
-    done: list[tuple[list[int], torch.Tensor, torch.Tensor]] = []  # kept on the device: no sync per batch, so the
-    # next batch is packed on the host while the accelerator still works on this one
-    lengths = [len(p) + sum(len(x) for x in c) for p, c in zip(p_ids, c_ids)]
-    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])  # similar lengths together: less padding
-    was_training = model.training
-    model.eval()
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    if progress:
-        from tqdm.auto import tqdm
+    cand_tok = _CandidateTokenCache(tokenizer, _eos_tail(tokenizer, include_eos))
+    c_ids = [[cand_tok(t) for t in cands] for cands in candidate_texts]
 
-        batches = tqdm(batches, desc="scoring candidates", unit="batch")
-    try:
-        for bidx in batches:
-            input_ids, mask, pos, src, tgt, cid = _pack_batch(
-                [p_ids[i] for i in bidx], [c_ids[i] for i in bidx], pad_id, dtype, device, C
-            )
-            hidden = backbone(input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=False)
-            hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
-            h = hidden.gather(1, src[..., None].expand(-1, -1, hidden.shape[-1]))  # (b, N, H)
-            flat_h, flat_t = h.reshape(-1, h.shape[-1]), tgt.reshape(-1)
-            logp = torch.empty(flat_t.shape[0], dtype=torch.float32, device=device)
-            for s in range(0, flat_t.shape[0], head_chunk_size):
-                logits = head(flat_h[s : s + head_chunk_size].to(head.weight.dtype)).float()
-                if cap:
-                    logits = torch.tanh(logits / cap) * cap
-                logp[s : s + head_chunk_size] = logits.gather(1, flat_t[s : s + head_chunk_size, None])[:, 0] - (
-                    logits.logsumexp(-1)
-                )
-            logp = logp.view(tgt.shape)
-            sums = torch.zeros(len(bidx), C + 1, device=device).scatter_add_(1, cid, logp)
-            cnts = torch.zeros(len(bidx), C + 1, device=device).scatter_add_(1, cid, torch.ones_like(logp))
-            done.append((bidx, sums[:, :C], cnts[:, :C]))
-        for bidx, sums, cnts in done:
-            sums_out[bidx] = sums.cpu()
-            counts_out[bidx] = cnts.cpu()
-    finally:
-        model.train(was_training)
+    def sums_and_counts(hidden, packed, head, cap):
+        C = packed.last.shape[1]
+        h = hidden.gather(1, packed.src[..., None].expand(-1, -1, hidden.shape[-1]))  # (b, N, H)
+        flat_h, flat_t = h.reshape(-1, h.shape[-1]), packed.tgt.reshape(-1)
+        logp = torch.empty(flat_t.shape[0], dtype=torch.float32, device=hidden.device)
+        for s in range(0, flat_t.shape[0], head_chunk_size):
+            logits = _apply_softcap(head(flat_h[s : s + head_chunk_size].to(head.weight.dtype)).float(), cap)
+            logp[s : s + head_chunk_size] = _token_log_probs(logits, flat_t[s : s + head_chunk_size])
+        logp = logp.view(packed.tgt.shape)
+        b = logp.shape[0]
+        sums = torch.zeros(b, C + 1, device=logp.device).scatter_add_(1, packed.cid, logp)
+        cnts = torch.zeros(b, C + 1, device=logp.device).scatter_add_(1, packed.cid, torch.ones_like(logp))
+        return sums[:, :C], cnts[:, :C]
+
+    return _packed_scores(model, tokenizer, prompts, c_ids, batch_size, progress, "scoring candidates",
+                          sums_and_counts)
+
+
+def _answer_token_ids(tokenizer, answer_texts: Sequence[str]) -> list[int]:
+    """The first token id of each answer text; errors for fewer than two answers, empty ones, or shared tokens."""
+    if isinstance(answer_texts, str) or len(answer_texts) < 2:
+        raise ValueError(f"answer_texts needs at least two answers (e.g. ('Yes', 'No')), got {answer_texts!r}")
+    ids = []
+    for text in answer_texts:
+        toks = tokenizer(text, add_special_tokens=False)["input_ids"] if isinstance(text, str) else []
+        if not toks:
+            raise ValueError(f"Answer text {text!r} is empty (no tokens); pass non-empty strings such as 'Yes'")
+        ids.append(toks[0])
+    for i, a in enumerate(ids):
+        for j in range(i):
+            if ids[j] == a:
+                raise ValueError(
+                    f"Answer texts {answer_texts[j]!r} and {answer_texts[i]!r} start with the same token {a} "
+                    f"({tokenizer.convert_ids_to_tokens(a)!r}): their probabilities cannot be told apart; "
+                    "choose answers whose first tokens differ")
+    return ids
+
+
+@torch.no_grad()
+def candidate_answer_probabilities(
+    model,
+    tokenizer,
+    prompts: Sequence[str | Sequence[int]],
+    candidate_texts: Sequence[Sequence[str]],
+    suffix: str | Sequence[int],
+    answer_texts: Sequence[str] = ("Yes", "No"),
+    batch_size: int = 8,
+    progress: bool = False,
+) -> torch.Tensor:
+    """P(``answer_texts[0]``) for every candidate, read after ``prompt + candidate + suffix`` (a yes/no recommender).
+
+    For each candidate the model reads the prompt, the candidate's tokens and the ``suffix`` tokens (a fixed
+    question / answer prefix such as ``"\\nShould the user watch it next? Answer:"``), and the score is the softmax
+    over the logits of the first token of each answer text at the last suffix position, taken at the first answer.
+    Candidate and suffix are tokenized separately (``add_special_tokens=False``) and concatenated, so a prompt
+    built elsewhere for training should join the same token ids.
+
+    The prompt is encoded once per user by the packed forward of :func:`candidate_log_likelihoods` (each
+    candidate segment = candidate tokens + suffix tokens), and only the answer rows of the LM head are applied to
+    the hidden state at each segment's last position: no full-vocabulary logits are built.
+
+    Args:
+        model, tokenizer, prompts, candidate_texts, batch_size, progress: as in
+            :func:`score_candidates_by_likelihood` (causal LMs only; soft prompts and PEFT wrappers work).
+        suffix: text or token ids appended after every candidate; may be empty (then the answer is read right
+            after the candidate's last token).
+        answer_texts: two or more answers whose first tokens differ; the first is the one whose probability is
+            returned.
+
+    Returns:
+        ``(B, C_max)`` float32 tensor on the CPU of probabilities in [0, 1]; missing entries of ragged candidate
+        lists are ``-inf`` (as in :func:`score_candidates_by_likelihood`).
+    """
+    _check_candidate_lists(prompts, candidate_texts)
+    answer_ids = _answer_token_ids(tokenizer, answer_texts)
+    if len(prompts) == 0:
+        return torch.empty(0, 0)
+    suffix_ids = _tokenize_prompt(tokenizer, suffix)
+    cand_tok = _CandidateTokenCache(tokenizer, suffix_ids)
+    c_ids = [[cand_tok(t) for t in cands] for cands in candidate_texts]
+
+    def first_answer_probability(hidden, packed, head, cap):
+        valid = packed.last >= 0
+        h = hidden.gather(1, packed.last.clamp(min=0)[..., None].expand(-1, -1, hidden.shape[-1]))  # (b, C, H)
+        rows = torch.tensor(answer_ids, device=h.device)
+        if type(head) is torch.nn.Linear:  # only the answer rows of the head: (b, C, A), never (b, C, V)
+            bias = head.bias[rows] if head.bias is not None else None
+            logits = torch.nn.functional.linear(h.to(head.weight.dtype), head.weight[rows], bias)
+        else:  # a wrapped or quantized head (LoRA on lm_head, 4-bit): run it whole on these b*C rows only
+            logits = head(h.to(head.weight.dtype if head.weight.dtype.is_floating_point else h.dtype))[..., rows]
+        probs = _apply_softcap(logits.float(), cap).softmax(-1)[..., 0]
+        return (probs.masked_fill(~valid, float("-inf")),)
+
+    return _packed_scores(model, tokenizer, prompts, c_ids, batch_size, progress, "scoring answers",
+                          first_answer_probability)[0]
+
+
+@torch.no_grad()
+def seq2seq_candidate_log_likelihoods(
+    model,
+    tokenizer,
+    prompts: Sequence[str | Sequence[int]],
+    candidate_texts: Sequence[Sequence[str]],
+    batch_size: int = 8,
+    include_eos: bool = True,
+    head_chunk_size: int = 4096,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`candidate_log_likelihoods` for an encoder-decoder model (T5, PEFT-wrapped or not): ``(sums, counts)``.
+
+    The encoder runs once per user (prompts right-padded with an attention mask); its states are repeated once per
+    candidate along the batch, and the decoder reads ``decoder_start_token + candidate tokens`` (right-padded) to
+    score ``candidate tokens (+ EOS)``. The model's own forward computes the logits (T5 rescales decoder outputs
+    before its head, so the head is not applied here), at most ``head_chunk_size`` decoder positions at a time.
+    Only ``input_ids`` models are supported (no ``inputs_embeds``). String prompts are tokenized without special
+    tokens, as for causal LMs; pass token ids to add e.g. T5's closing ``</s>``."""
+    _check_candidate_lists(prompts, candidate_texts)
+    if len(prompts) == 0:
+        return torch.empty(0, 0), torch.empty(0, 0)
+    inner = _base_model(model)
+    if not _is_encoder_decoder(inner):
+        raise ValueError(f"{type(inner).__name__} is not an encoder-decoder model; use candidate_log_likelihoods")
+    start = inner.config.decoder_start_token_id
+    if start is None:
+        raise ValueError(f"{type(inner).__name__}.config.decoder_start_token_id is None; set it (T5 uses the pad id)")
+    encoder = inner.get_encoder()
+    device = inner.get_input_embeddings().weight.device
+    pad_id = _pad_id(tokenizer)
+    cand_tok = _CandidateTokenCache(tokenizer, _eos_tail(tokenizer, include_eos))
+    p_ids = [_tokenize_prompt(tokenizer, p) for p in prompts]
+    c_ids = [[cand_tok(t) for t in cands] for cands in candidate_texts]
+    if any(len(p) == 0 for p in p_ids):
+        raise ValueError("Empty prompt: every prompt needs at least one token")
+    C = max(len(c) for c in c_ids)
+    sums_out, counts_out = torch.zeros(len(prompts), C), torch.zeros(len(prompts), C)
+    lengths = [len(p) + sum(len(x) for x in c) for p, c in zip(p_ids, c_ids)]
+    with _eval_mode(model):
+        for bidx in _length_batches(lengths, batch_size, progress, "scoring candidates (seq2seq)"):
+            enc_ids, enc_mask = (x.to(device) for x in _right_pad([p_ids[i] for i in bidx], pad_id))
+            states = encoder(input_ids=enc_ids, attention_mask=enc_mask).last_hidden_state
+            pairs = [(r, i, c) for r, i in enumerate(bidx) for c in range(len(c_ids[i]))]
+            labels, lmask = _right_pad([c_ids[i][c] for _, i, c in pairs], pad_id)
+            L = labels.shape[1]
+            dec_in = torch.cat([torch.full((len(pairs), 1), start, dtype=torch.long), labels[:, :-1]], 1)
+            dec_mask = torch.cat([torch.ones((len(pairs), 1), dtype=torch.long), lmask[:, :-1]], 1)
+            user = torch.tensor([r for r, _, _ in pairs], device=device)
+            labels, lmask, dec_in, dec_mask = (x.to(device) for x in (labels, lmask, dec_in, dec_mask))
+            seq_logp = torch.empty(len(pairs), device=device)
+            step = max(1, head_chunk_size // L)
+            for s in range(0, len(pairs), step):
+                u = user[s : s + step]  # the encoder states repeated per candidate, not the encoder re-run
+                logits = inner(encoder_outputs=BaseModelOutput(last_hidden_state=states[u]),
+                               attention_mask=enc_mask[u], decoder_input_ids=dec_in[s : s + step],
+                               decoder_attention_mask=dec_mask[s : s + step], use_cache=False).logits
+                logp = _token_log_probs(logits, labels[s : s + step]) * lmask[s : s + step]
+                seq_logp[s : s + step] = logp.sum(-1)
+            rows = torch.tensor([i for _, i, _ in pairs])
+            cols = torch.tensor([c for _, _, c in pairs])
+            sums_out[rows, cols] = seq_logp.cpu()
+            counts_out[rows, cols] = lmask.sum(-1).float().cpu()
     return sums_out, counts_out
 
 
@@ -286,6 +538,21 @@ def match_title(text: str, titles: Sequence[str]) -> int:
     return best
 
 
+def _generate_texts(model, tokenizer, prompt_ids: Sequence[Sequence[int]], **generate_kwargs) -> list[str]:
+    """One left-padded ``model.generate`` over a batch of token-id prompts; decodes only the new tokens
+    (special tokens skipped). Shared by :func:`generate_then_match` and ``generation.CachedGenerator``."""
+    if any(len(p) == 0 for p in prompt_ids):
+        raise ValueError("Empty prompt: every prompt needs at least one token")
+    pad_id = _pad_id(tokenizer)
+    device = _base_model(model).get_input_embeddings().weight.device
+    ids = left_pad(prompt_ids, pad=pad_id)  # decoder-only generation continues from the right end
+    att = left_pad([[1] * len(p) for p in prompt_ids], pad=0)
+    kwargs = {"pad_token_id": pad_id, **generate_kwargs}
+    out = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **kwargs)
+    new = out if _is_encoder_decoder(model) else out[:, ids.shape[1] :]  # seq2seq outputs hold no prompt
+    return tokenizer.batch_decode(new, skip_special_tokens=True)
+
+
 @dataclass
 class GenerationMatchResult:
     predictions: torch.Tensor  # (B,) index of the matched candidate, -1 when invalid
@@ -309,9 +576,6 @@ def generate_then_match(
     """Greedy-decode an answer for every prompt and match it to one of the prompt's candidate titles."""
     if len(prompts) != len(candidate_texts):
         raise ValueError(f"{len(prompts)} prompts but {len(candidate_texts)} candidate lists")
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    device = inner.get_output_embeddings().weight.device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if max_new_tokens is None:
         longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for c in candidate_texts for t in c)
         max_new_tokens = longest + 2
@@ -320,35 +584,22 @@ def generate_then_match(
     preds = torch.full((len(prompts),), -1, dtype=torch.long)
     scores = torch.zeros(len(prompts), C)
     texts: list[str] = [""] * len(prompts)
-    was_training = model.training
-    model.eval()
     starts = range(0, len(prompts), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="generate-then-match", unit="batch")
-    kwargs = dict(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, pad_token_id=pad_id)
+    kwargs = dict(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens)
     kwargs.update(generate_kwargs or {})
-    try:
+    with _eval_mode(model):
         for s in starts:
-            chunk = p_ids[s : s + batch_size]
-            L = max(len(p) for p in chunk)
-            ids = torch.full((len(chunk), L), pad_id, dtype=torch.long)
-            att = torch.zeros((len(chunk), L), dtype=torch.long)
-            for i, p in enumerate(chunk):  # left padding for decoder-only generation
-                ids[i, L - len(p) :] = torch.tensor(p)
-                att[i, L - len(p) :] = 1
-            gen = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **kwargs)
-            for i in range(len(chunk)):
-                j = s + i
-                texts[j] = tokenizer.decode(gen[i, L:], skip_special_tokens=True).strip()
+            for j, text in enumerate(_generate_texts(model, tokenizer, p_ids[s : s + batch_size], **kwargs), s):
+                texts[j] = text.strip()
                 k = match_title(texts[j], candidate_texts[j])
                 preds[j] = k
                 if k >= 0:
                     scores[j, k] = 1.0
             if on_batch is not None:
                 on_batch(s)
-    finally:
-        model.train(was_training)
     valid = float((preds >= 0).float().mean()) if len(prompts) else 0.0
     return GenerationMatchResult(predictions=preds, texts=texts, valid_ratio=valid, scores=scores)

@@ -1,0 +1,284 @@
+"""Batched text generation with an on-disk cache (e.g. LLM-TRSR's per-user summaries).
+
+:class:`CachedGenerator` runs left-padded batched ``model.generate`` and remembers every result in a ``datasets``
+table on disk, keyed by a hash of (backbone ``name_or_path`` + config, ``prompt_version``, generation kwargs,
+prompt token ids). Already-cached prompts are never generated again, so a long summarisation run that is
+interrupted resumes where it stopped.
+
+On disk the cache is a folder of Arrow shards, one ``Dataset.save_to_disk`` folder per flush::
+
+    cache_dir/shard-<time>-<rand>/   columns: id (the hash), key (the caller's label or None), prompt_version, text
+
+A shard is written to a temporary folder next to its final place and renamed into place once complete, so a
+killed run never leaves a half-written shard under a ``shard-*`` name; loading concatenates every ``shard-*``
+folder. Temporary folders of a killed run (``.tmp-*``) are ignored and may be deleted.
+
+Determinism: prompts are generated longest first (ties broken by hash), and each batch seeds the RNG from
+``(seed, the hashes of its prompts)`` inside ``torch.random.fork_rng``. A sampled text thus depends on the seed
+and on the batch its prompt lands in, never on the caller's global RNG or on earlier calls; and a resumed run
+forms exactly the batches the uninterrupted run would have formed for the remaining prompts (shards end on batch
+boundaries), so it ends with the same texts even when sampling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .scoring import _base_model, _eval_mode, _generate_texts, _tokenize_prompt
+
+__all__ = ["CachedGenerator"]
+
+_COLUMNS = ("id", "key", "prompt_version", "text")
+_SHARD_PREFIX = "shard-"
+
+
+def _features():
+    import datasets
+
+    return datasets.Features({name: datasets.Value("string") for name in _COLUMNS})
+
+
+@contextlib.contextmanager
+def _quiet_datasets():
+    """No "Saving the dataset" bars from datasets in the middle of the generation bar."""
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def _model_fingerprint(model) -> str:
+    """Hash of what decides the outputs besides the prompt: backbone name, config, generation config, adapters.
+    Weights are not hashed (too slow for a cache key): save fine-tuned weights under their own path, or bump
+    ``prompt_version``."""
+    inner = _base_model(model)
+    config = inner.config.to_dict()
+    config.pop("transformers_version", None)  # a library upgrade alone should not throw away a cache
+    ident = {"name_or_path": getattr(inner.config, "name_or_path", "") or "", "config": config}
+    gen_config = getattr(inner, "generation_config", None)
+    if gen_config is not None:  # model-side defaults (do_sample, temperature, ...) shape the outputs too
+        ident["generation_config"] = {k: v for k, v in gen_config.to_diff_dict().items()
+                                      if k != "transformers_version"}
+    adapters = getattr(model, "peft_config", None)
+    if adapters:
+        ident["adapters"] = {name: cfg.to_dict() for name, cfg in adapters.items()}
+    blob = json.dumps(ident, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _check_generation_kwargs(generation_kwargs) -> dict:
+    if not isinstance(generation_kwargs, Mapping):
+        raise ValueError(f"generation_kwargs must be a dict of model.generate arguments, e.g. "
+                         f"{{'max_new_tokens': 128}}; got {type(generation_kwargs).__name__}")
+    for name, value in generation_kwargs.items():
+        try:
+            json.dumps(value)
+        except TypeError:
+            raise ValueError(f"generation_kwargs[{name!r}] = {value!r} is not JSON-serialisable, so it cannot be "
+                             "part of the cache key; pass plain numbers, strings, lists or dicts") from None
+    if "max_new_tokens" not in generation_kwargs and "max_length" not in generation_kwargs:
+        raise ValueError(f"generation_kwargs {dict(generation_kwargs)!r} set no length budget; add max_new_tokens "
+                         "(e.g. {'max_new_tokens': 128})")
+    return dict(generation_kwargs)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """The rename must never expose a shard whose bytes are not on disk (as hfrec.utils.atomic_write_text)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+class CachedGenerator:
+    """Generate texts for prompts, remembering every result on disk.
+
+    Args:
+        model: a model with ``generate`` (a causal LM, possibly PEFT-wrapped; encoder-decoder models work too).
+        tokenizer: its tokenizer; string prompts are tokenized without special tokens (pass token ids, e.g. from
+            a chat template, to control them).
+        cache_dir: folder of the cache (created if missing); several generators (other models, prompt versions)
+            may share one folder, since every row is keyed by all of them.
+        generation_kwargs: ``model.generate`` arguments, JSON-serialisable and part of the cache key; must set
+            ``max_new_tokens`` (or ``max_length``). ``{"max_new_tokens": 128}`` is greedy unless the model's
+            generation config samples; ``{"do_sample": True, "top_p": 0.9, ...}`` samples under ``seed``.
+        prompt_version: a name for the prompt template (e.g. ``"trsr-summary-v2"``), part of the key: bump it
+            when the template changes so old texts are not reused.
+        batch_size: prompts per ``generate`` call.
+        seed: base seed of the per-batch RNG (see the module docstring).
+        save_every: batches generated between two shards written to disk (and at the end, or on an error).
+    """
+
+    def __init__(self, model, tokenizer, cache_dir: str | os.PathLike, generation_kwargs: Mapping,
+                 prompt_version: str, batch_size: int = 8, seed: int = 0, save_every: int = 16):
+        if not isinstance(prompt_version, str) or not prompt_version:
+            raise ValueError(f"prompt_version must be a non-empty string naming the prompt template, "
+                             f"got {prompt_version!r}")
+        for name, value in (("batch_size", batch_size), ("save_every", save_every)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.cache_dir = Path(cache_dir)
+        self.generation_kwargs = _check_generation_kwargs(generation_kwargs)
+        self.prompt_version = prompt_version
+        self.batch_size = batch_size
+        self.seed = int(seed)
+        self.save_every = save_every
+        scope = {"model": _model_fingerprint(model), "prompt_version": prompt_version,
+                 "generation_kwargs": self.generation_kwargs}
+        self._scope = hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).digest()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._texts: dict[str, str] = {}
+        dataset = self._load_local()
+        if dataset is not None:
+            self._texts.update(zip(dataset["id"], dataset["text"]))
+
+    def __len__(self) -> int:
+        """Number of texts in the cache (all models and prompt versions sharing the folder)."""
+        return len(self._texts)
+
+    def _key_of_ids(self, ids: Sequence[int]) -> str:
+        return hashlib.sha256(self._scope + np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()
+
+    def cache_key(self, prompt: str | Sequence[int]) -> str:
+        """The cache key (``id`` column) of a prompt under this generator's model, kwargs and prompt version."""
+        return self._key_of_ids(_tokenize_prompt(self.tokenizer, prompt))
+
+    def generate(self, prompts: Sequence[str | Sequence[int]], keys: Sequence[str] | None = None,
+                 progress: bool = True) -> list[str]:
+        """The generated text (new tokens only, special tokens skipped) of every prompt, in order.
+
+        Cached prompts are read from the cache; the others are generated in length-sorted batches and appended
+        to the cache every ``save_every`` batches. ``keys``: optional labels (e.g. user ids) stored next to the
+        texts, for reading the cache elsewhere (e.g. on the Hub); they are not part of the cache key."""
+        if keys is not None and len(keys) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(keys)} keys; pass one key per prompt or keys=None")
+        prompt_ids = [_tokenize_prompt(self.tokenizer, p) for p in prompts]
+        for i, ids in enumerate(prompt_ids):
+            if not ids:
+                raise ValueError(f"Prompt {i} is empty: every prompt needs at least one token")
+        ids_of = [self._key_of_ids(ids) for ids in prompt_ids]
+        pending: dict[str, tuple[list[int], str | None]] = {}
+        for i, key in enumerate(ids_of):
+            if key not in self._texts and key not in pending:
+                pending[key] = (prompt_ids[i], None if keys is None else str(keys[i]))
+        order = sorted(pending, key=lambda k: (-len(pending[k][0]), k))  # longest first: less padding, and the
+        # same batches for the remaining prompts when a run resumes
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        unique = len(set(ids_of))
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=unique, initial=unique - len(pending), desc="generating", unit="prompt",
+                   disable=not progress)
+        unsaved: list[tuple[str, str | None, str]] = []
+        try:
+            with _eval_mode(self.model):
+                for n, batch in enumerate(batches, 1):
+                    texts = self._generate_batch(batch, [pending[k][0] for k in batch])
+                    for key, text in zip(batch, texts):
+                        self._texts[key] = text
+                        unsaved.append((key, pending[key][1], text))
+                    bar.update(len(batch))
+                    if n % self.save_every == 0:
+                        self._write_shard(unsaved)
+                        unsaved = []
+        finally:  # on an error (or Ctrl-C) keep what was generated: the next run starts after it
+            bar.close()
+            if unsaved:
+                self._write_shard(unsaved)
+        return [self._texts[k] for k in ids_of]
+
+    def _generate_batch(self, batch_keys: list[str], batch_ids: list[list[int]]) -> list[str]:
+        digest = hashlib.sha256(f"{self.seed}:{','.join(batch_keys)}".encode()).digest()
+        device = _base_model(self.model).get_input_embeddings().weight.device
+        accel = device.type != "cpu"  # the CPU generator is always forked
+        with torch.random.fork_rng(devices=[device] if accel else [], device_type=device.type if accel else None):
+            # leaves the caller's RNG untouched
+            torch.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+            return _generate_texts(self.model, self.tokenizer, batch_ids, **self.generation_kwargs)
+
+    # ---------------------------------------------------------------------------------------------- storage
+    def _shard_dirs(self) -> list[Path]:
+        return sorted(p for p in self.cache_dir.glob(f"{_SHARD_PREFIX}*") if p.is_dir())
+
+    def _load_local(self):
+        """All shards as one ``datasets.Dataset``, or None when the cache is empty."""
+        import datasets
+
+        parts = []
+        for shard in self._shard_dirs():
+            try:
+                parts.append(datasets.load_from_disk(str(shard)))
+            except Exception as err:
+                raise ValueError(f"Cache shard {shard} cannot be read ({err}); it was not written by "
+                                 "CachedGenerator or was damaged afterwards: delete that folder") from err
+        return datasets.concatenate_datasets(parts) if parts else None
+
+    def _write_shard(self, rows: Sequence[tuple[str, str | None, str]]) -> Path:
+        import datasets
+
+        data = {"id": [r[0] for r in rows], "key": [r[1] for r in rows],
+                "prompt_version": [self.prompt_version] * len(rows), "text": [r[2] for r in rows]}
+        return self._save_shard(datasets.Dataset.from_dict(data, features=_features()))
+
+    def _save_shard(self, dataset) -> Path:
+        """save_to_disk into a temporary folder beside the cache, then rename: a shard is complete or absent."""
+        final = self.cache_dir / f"{_SHARD_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-shard-", dir=self.cache_dir))
+        try:
+            with _quiet_datasets():
+                dataset.save_to_disk(str(tmp / "data"))
+            _fsync_tree(tmp / "data")
+            os.replace(tmp / "data", final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    # ---------------------------------------------------------------------------------------------- Hub
+    def push_to_hub(self, repo_id: str, **push_kwargs):
+        """Push the whole cache (every shard, one table) as a Hub dataset; ``push_kwargs`` go to
+        ``datasets.Dataset.push_to_hub`` (``private``, ``token``, ``revision``, ``commit_message``, ...)."""
+        dataset = self._load_local()
+        if dataset is None:
+            raise ValueError(f"The cache in {self.cache_dir} is empty: generate something before pushing it")
+        return dataset.push_to_hub(repo_id, **push_kwargs)
+
+    @classmethod
+    def from_hub(cls, repo_id: str, model, tokenizer, cache_dir: str | os.PathLike, generation_kwargs: Mapping,
+                 prompt_version: str, *, revision: str | None = None, token: str | bool | None = None,
+                 **kwargs) -> "CachedGenerator":
+        """A generator whose local cache also holds the rows of the Hub dataset ``repo_id`` (pushed by
+        :meth:`push_to_hub`); rows already cached locally are kept. Other arguments as in the constructor."""
+        import datasets
+
+        gen = cls(model, tokenizer, cache_dir, generation_kwargs, prompt_version, **kwargs)
+        with tempfile.TemporaryDirectory(prefix=".tmp-hub-", dir=gen.cache_dir) as download_cache:
+            remote = datasets.load_dataset(repo_id, split="train", revision=revision, token=token,
+                                           cache_dir=download_cache)
+            if set(remote.column_names) != set(_COLUMNS):
+                raise ValueError(f"{repo_id} has columns {remote.column_names}, not a CachedGenerator cache "
+                                 f"(expected {list(_COLUMNS)})")
+            new = [i for i, key in enumerate(remote["id"]) if key not in gen._texts]
+            if new:
+                fresh = remote.select(new).cast(_features())
+                gen._save_shard(fresh.flatten_indices())
+                gen._texts.update(zip(fresh["id"], fresh["text"]))
+        return gen
