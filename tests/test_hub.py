@@ -1,13 +1,15 @@
 """Hub round trips over real HTTP on loopback: push with the real huggingface_hub client to the test hub
 (tests/hub_server.py), pull back with the real client (from the test hub and through Olah), and compare the
 reloaded models' outputs on fixed inputs bit for bit. Cards are parsed back and their model-index checked
-against the evaluation JSON. Failure cases: a server crashing mid-push, a missing file, a missing revision,
+against the evaluation JSON, and each card's loading code is checked (DELRec's is run against the test hub).
+Failure cases: a server crashing mid-push, a missing file, a missing revision,
 an adapter on the wrong base model, pickled weights.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from safetensors.torch import save_file
 from transformers import AutoModel, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from hfrec import hub
+from hfrec.hub.folder import pickled_files
 from hfrec.metrics import ranking_metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -232,7 +235,7 @@ def test_round_trip_each_model_type(name, hub_published, tmp_path):
     # weights only as safetensors
     repo_files = HfApi().list_repo_files(pub.repo_id)
     assert any(f.endswith(".safetensors") for f in repo_files)
-    assert not hub._pickles(repo_files)
+    assert not pickled_files(repo_files)
     # the card, as the Hub serves it
     card = ModelCard.load(pub.repo_id)
     assert_card_matches(card, pub.records, case.method)
@@ -407,7 +410,7 @@ def test_push_refuses_pickles_and_sends_nothing(hub_published, tmp_path):
     (folder / "training_args.bin").write_bytes(b"\x80\x04")
     hub.push(folder, f"{NAMESPACE}/with-leftovers")
     files = HfApi().list_repo_files(f"{NAMESPACE}/with-leftovers")
-    assert "model.safetensors" in files and not hub._pickles(files) and not any("checkpoint" in f for f in files)
+    assert "model.safetensors" in files and not pickled_files(files) and not any("checkpoint" in f for f in files)
 
 
 def test_card_metadata_is_validated_before_anything_is_created(hub_server):
@@ -631,3 +634,134 @@ def test_card_keeps_baseline_records_out_of_the_model_index(tmp_path):
     values = [m["value"] for r in card.data.to_dict()["model-index"][0]["results"] for m in r["metrics"]]
     assert values == [0.5]
     assert "| popularity | 200 | 0.2500 |" in str(card)
+
+
+# ------------------------------------------------------------------------------------------------------
+# loading snippets: DELRec's base and adapter live in one repository
+# ------------------------------------------------------------------------------------------------------
+def _save_delrec_bundle(folder: Path):
+    """A DELRec folder as its script writes it: the distilled base (backbone + soft prompt) and, next to it,
+    the LoRA adapter trained on that base, which records the folder itself as its base model."""
+    from peft import LoraConfig, get_peft_model
+
+    model, inputs, extra_save = _delrec()
+    model.name_or_path = str(folder.resolve())
+    model.save_pretrained(folder)
+    extra_save(model, folder)
+    torch.manual_seed(1)
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.eval().save_pretrained(folder)
+    return inputs, score(peft_model, "lm", inputs)
+
+
+def _save_delrec(folder: Path):  # stage 1 only: no adapter
+    model, _, extra_save = _delrec()
+    model.save_pretrained(folder)
+    extra_save(model, folder)
+
+
+def _save_sasrec(folder: Path):
+    _sr("sasrec")()[0].save_pretrained(folder)
+
+
+def _save_lora_adapter(folder: Path):
+    from peft import LoraConfig, get_peft_model
+
+    model = _llama(0)()[0]
+    model.name_or_path = f"{NAMESPACE}/llama"
+    # save_embedding_layers=False: "auto" would look the base model up on the (here absent) Hub
+    adapter = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
+    adapter.save_pretrained(folder, save_embedding_layers=False)
+
+
+def _card_snippet(card) -> str:
+    return str(card).split("## How to load", 1)[1].split("```python\n", 1)[1].split("\n```", 1)[0]
+
+
+REPO = "me/x"
+SNIPPET_CASES = {  # folder kind -> (save, card metadata, the snippet must contain, must not contain)
+    "sasrec": (_save_sasrec, {"library_name": "transformers"},
+               ["import hfrec", f'AutoModel.from_pretrained("{REPO}"', "trust_remote_code=True",
+                f'pipeline("next-item-recommendation", model="{REPO}")'],
+               ["PeftModel"]),
+    "lora-adapter": (_save_lora_adapter, {"library_name": "peft", "base_model": f"{NAMESPACE}/llama"},
+                     [f'base = AutoModelForCausalLM.from_pretrained("{NAMESPACE}/llama")',
+                      f'PeftModel.from_pretrained(base, "{REPO}"', "load_adapter(base"],
+                     ["pipeline("]),
+    "delrec": (_save_delrec, {"library_name": "transformers", "base_model": f"{NAMESPACE}/llama"},
+               ["import hfrec", f'AutoModelForCausalLM.from_pretrained("{REPO}"',
+                f'pipeline("next-item-recommendation", model="{REPO}")'],
+               ["PeftModel", "load_adapter"]),
+    # the adapter on the bare backbone would drop the distilled soft prompt: load the repository's own base
+    "delrec+lora": (_save_delrec_bundle,
+                    {"library_name": "transformers", "base_model": f"{NAMESPACE}/llama",
+                     "base_model_relation": "finetune"},
+                    ["import hfrec", f'AutoModelForCausalLM.from_pretrained("{REPO}"',
+                     f'from hfrec import DELRecForCausalLM\nmodel = DELRecForCausalLM.from_pretrained("{REPO}"',
+                     f'pipeline("next-item-recommendation", model="{REPO}")', "LoRA adapter"],
+                    ["PeftModel", "load_adapter", f"{NAMESPACE}/llama", "<base model>"]),
+}
+
+
+@pytest.mark.parametrize("kind", list(SNIPPET_CASES))
+def test_card_loading_snippet_per_folder_kind(kind, tmp_path):
+    save, metadata, present, absent = SNIPPET_CASES[kind]
+    save(tmp_path)
+    card = hub.build_model_card(tmp_path, repo_id=REPO)
+    snippet = _card_snippet(card)
+    got = card.data.to_dict()
+    assert {k: got.get(k) for k in ("library_name", "base_model", "base_model_relation")} == {
+        "base_model": None, "base_model_relation": None, **metadata}
+    for text in present:
+        assert text in snippet, f"{kind}: {text!r} missing from\n{snippet}"
+    for text in absent:
+        assert text not in snippet, f"{kind}: {text!r} in\n{snippet}"
+    compile(snippet, f"<{kind} snippet>", "exec")  # valid Python, placeholders and all
+    prose = re.sub(r"```.*?```|`[^`]*`", "", str(card).split(hub.CARD_MARKER, 1)[1], flags=re.S)
+    assert set(re.findall(r"(?i)\blora\b", prose)) <= {"LoRA"}  # tags and identifiers stay lower-case
+
+
+SNIPPET_SCRIPT = """
+import json, sys, torch
+from safetensors.torch import load_file
+snippet, expected = open(sys.argv[1]).read(), load_file(sys.argv[2])
+import hfrec
+# this hand-saved folder has no teacher/run info, which the pipeline needs: tests/test_methods.py runs the pipeline
+snippet = "\\n".join(line for line in snippet.splitlines() if "pipeline" not in line and "recommend(" not in line)
+class Assignments(dict):  # keeps every model the snippet assigns, not only the last one
+    models = []
+    def __setitem__(self, name, value):
+        if name == "model":
+            self.models.append(value)
+        super().__setitem__(name, value)
+exec(snippet, {"__name__": "snippet"}, Assignments())
+out = []
+for model in Assignments.models:
+    with torch.no_grad():
+        logits = model.eval()(input_ids=expected["inputs"]).logits
+    out.append([type(model).__name__, hasattr(model, "peft_config"), torch.equal(logits, expected["scores"])])
+print(json.dumps(out))
+"""
+
+
+def test_delrec_card_snippet_loads_base_and_adapter_from_the_hub(hub_server, tmp_path, hub_client_env):
+    """The card's own loading code, run elsewhere: DELRec's soft prompt and LoRA adapter both come back."""
+    import shutil
+
+    folder = tmp_path / "delrec-lora"
+    inputs, scores = _save_delrec_bundle(folder)
+    repo = f"{NAMESPACE}/delrec-lora"
+    info = hub.push(folder, repo)
+    adapter_config = json.loads(Path(hf_hub_download(repo, "adapter_config.json", revision=info.oid,
+                                                     cache_dir=tmp_path / "c")).read_text())
+    assert adapter_config["base_model_name_or_path"] == repo  # not the training folder, which no user has
+    card = ModelCard.load(hf_hub_download(repo, "README.md", revision=info.oid, cache_dir=tmp_path / "c"))
+    (tmp_path / "snippet.py").write_text(_card_snippet(card))
+    save_file({"inputs": inputs, "scores": scores.contiguous()}, str(tmp_path / "expected.safetensors"))
+    shutil.rmtree(folder)  # the recorded training folder is gone, as on a user's machine
+    result = _run(SNIPPET_SCRIPT, [str(tmp_path / "snippet.py"), str(tmp_path / "expected.safetensors")],
+                  hub_client_env(hub_server.endpoint, tmp_path / "hf-home"))
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    # the Auto class, hfrec's class, and the remote code: each a DELRec with its adapter, scoring as trained
+    assert loaded == [["DELRecForCausalLM", True, True]] * 3
