@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 from .data import BENCHMARKS, load_benchmark, load_items
 from .metrics import ranking_metrics
+from . import pipelines  # noqa: F401  registers the "next-item-recommendation" pipeline task
 from .models import (
     SR_MODELS,
     CaserConfig,

@@ -1,9 +1,9 @@
 """The main job: every method on one benchmark, ranked on the same test candidate lists, in one table.
 
 `hfrec benchmark` (README's first command) runs it on the embedded default, ML-100K: popularity and the
-SASRec teacher on every test user, then DELRec (`hfrec.methods.delrec.script`) with that teacher, which ranks
-popularity, the teacher, the zero-shot LLM, DELRec with an untrained soft prompt and DELRec on the same users
-and candidate lists (the CPU preset uses the first 200 test users; the GPU preset all of them). Each row is a
+SASRec teacher on every test user, then each registered LLM method (``hfrec.registry``; today DELRec) with that
+teacher, which ranks popularity, the teacher, its baselines and itself on the same users and candidate lists (the
+CPU preset uses the first 100 test users; the GPU preset all of them). Each row is a
 function of a shared context; a model already in the output folder (with its `eval_results.json`) is reused,
 so an interrupted run picks up where it stopped.
 """
@@ -18,11 +18,10 @@ from typing import Callable
 
 from .data import RecDatasetDict, load_benchmark
 from .evaluation import evaluate_scorer, popularity_scorer
+from .methods.common.ranking import format_rows
 from .utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
-
-TABLE_COLUMNS = ("HR@1", "HR@5", "NDCG@5", "HR@10", "NDCG@10")
 
 
 @dataclass
@@ -55,58 +54,63 @@ def _sr_row(model_type: str) -> Callable[[BenchmarkContext], dict]:
     return run
 
 
-def _delrec_rows(ctx: BenchmarkContext) -> dict:
-    """DELRec's own run: its table rows, all on the same users, keyed by their labels."""
-    from .methods.delrec.script import main as delrec_main
+def _llm_rows(name: str) -> Callable[[BenchmarkContext], dict]:
+    """A registered LLM method's own run with the SASRec teacher: its table rows, all on the same users."""
 
-    teacher_dir = ctx.output_dir / "sasrec"
-    if "sasrec" not in ctx.results:
-        ctx.results["sasrec"] = _sr_row("sasrec")(ctx)
-    rows = delrec_main(["--preset", ctx.preset, "--dataset", ctx.dataset.name, "--teacher_dir", str(teacher_dir),
-                        "--output_dir", str(ctx.output_dir / "delrec"), "--split_seed", str(ctx.seed),
-                        "--seed", str(ctx.seed)])
-    records = json.loads((ctx.output_dir / "delrec" / "eval_results.json").read_text())
-    users = records[0]["num_users"] if records else None
-    return {label: {"candidates": metrics, "users": users} for label, metrics in rows.items()
-            if label not in ("timings", "final") and isinstance(metrics, dict)}
+    def run(ctx: BenchmarkContext) -> dict:
+        from .registry import get_method
+
+        if "sasrec" not in ctx.results:
+            ctx.results["sasrec"] = _sr_row("sasrec")(ctx)
+        out = ctx.output_dir / name
+        get_method(name).run(["--preset", ctx.preset, "--dataset", ctx.dataset.name,
+                              "--teacher_dir", str(ctx.output_dir / "sasrec"), "--output_dir", str(out),
+                              "--split_seed", str(ctx.seed), "--seed", str(ctx.seed)])
+        records = json.loads((out / "eval_results.json").read_text())
+        return {r["method"]: {"candidates": r["metrics"], "users": r["num_users"]} for r in records}
+
+    return run
 
 
-# Row name -> (label in the table, function). A function returns {"candidates": metrics, "full": metrics}
-# for one row, or, for a method that ranks several rows itself (DELRec), {label: {"candidates": ..}}.
-BENCHMARK_ROWS: dict[str, tuple[str, Callable[[BenchmarkContext], dict]]] = {
-    "popularity": ("Popularity", _popularity_row),
-    "sasrec": ("SASRec", _sr_row("sasrec")),
-    "delrec": ("DELRec", _delrec_rows),
-}
-MULTI_ROW = {"delrec"}
+def _benchmark_rows() -> dict[str, tuple[str, Callable[[BenchmarkContext], dict]]]:
+    """Row name -> (label, function): popularity, the SR models, and every registered LLM method (hfrec.registry).
+    A function returns {"candidates": metrics, "full": metrics} for one row, or, for a method that ranks several
+    rows itself (the LLM methods), {label: {"candidates": .., "users": ..}}."""
+    from .registry import METHODS
+
+    rows = {"popularity": ("Popularity", _popularity_row)}
+    for name, spec in METHODS.items():
+        rows[name] = (spec.display_name, _llm_rows(name) if spec.llm else _sr_row(name))
+    return rows
+
+
+BENCHMARK_ROWS = _benchmark_rows()
 DEFAULT_ROWS = {"cpu": ["popularity", "sasrec", "delrec"], "gpu": ["popularity", "sasrec", "delrec"]}
 
 
-def _table_rows(ctx: BenchmarkContext):
-    n = len(ctx.dataset["test"])
-    for name, result in ctx.results.items():
-        if name in MULTI_ROW:
-            for label, row in result.items():
-                yield f"{label} ({BENCHMARK_ROWS[name][0]} run)", row.get("users"), row
-        else:
-            yield BENCHMARK_ROWS[name][0], n, result
+def _is_multi_row(name: str) -> bool:
+    from .registry import METHODS
+
+    return name in METHODS and METHODS[name].llm
 
 
 def format_table(ctx: BenchmarkContext) -> str:
+    """Two tables: the LLM runs' rows (each run ranks popularity, its teacher and its LLM rows on the same first N
+    test users), then popularity and the SR models on every test user with both protocols."""
     k = ctx.dataset.protocol["num_candidates"]
-    lines = [
-        f"{ctx.dataset.name} test set, {k} stored candidates per user (seed {ctx.seed}); rows with the same number "
-        "of users rank the same users; full = every item ranked, history masked",
-        "",
-        "| model | users | " + " | ".join(TABLE_COLUMNS) + " | full NDCG@10 |",
-        "|---" * (len(TABLE_COLUMNS) + 3) + "|",
-    ]
-    for label, users, result in _table_rows(ctx):
-        cand = result.get("candidates", {})
-        full = result.get("full") or {}
-        cells = [f"{cand[c]:.4f}" if c in cand else "-" for c in TABLE_COLUMNS]
-        full_cell = f"{full['NDCG@10']:.4f}" if "NDCG@10" in full else "-"
-        lines.append(f"| {label} | {users} | " + " | ".join(cells) + f" | {full_cell} |")
+    lines = [f"{ctx.dataset.name} test set, {k} stored candidates per user (seed {ctx.seed}); HR@1 95% CI = Wilson "
+             "interval over the users ranked"]
+    for name, result in ctx.results.items():
+        if _is_multi_row(name):
+            users = {row.get("users") for row in result.values()}
+            lines += ["", f"{BENCHMARK_ROWS[name][0]} run: every row ranks the same first {min(users)} test users",
+                      "", *format_rows([(label, row.get("users"), row["candidates"]) for label, row in result.items()])]
+    single = [(BENCHMARK_ROWS[name][0], len(ctx.dataset["test"]),
+               {**result.get("candidates", {}), **{f"full {key}": v for key, v in (result.get("full") or {}).items()}})
+              for name, result in ctx.results.items() if not _is_multi_row(name)]
+    if single:
+        lines += ["", "Every test user; full = every item ranked, history masked", "",
+                  *format_rows(single, extra=("full NDCG@10",))]
     return "\n".join(lines)
 
 

@@ -4,6 +4,10 @@
     hfrec train sr --model sasrec --dataset ml-100k --output-dir runs/sasrec-ml100k
     hfrec evaluate runs/sasrec-ml100k --dataset ml-100k --protocol full --json
     hfrec benchmark                       # the main job: every model on one table
+    hfrec recommend runs/delrec --history "Star Wars (1977)" "Fargo (1996)" --top-k 5
+
+Errors of ordinary bad input (a missing file, a corrupt dataset, an unknown option value) print one line,
+``hfrec: error: ...``, and exit with status 2; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -18,13 +22,12 @@ EXAMPLES = {
              "  hfrec train delrec --preset cpu --teacher-dir runs/sasrec-ml100k --output-dir runs/delrec",
     "evaluate": "hfrec evaluate runs/sasrec-ml100k --dataset ml-100k --protocol full --json",
     "benchmark": "hfrec benchmark --output-dir runs/benchmark",
+    "recommend": 'hfrec recommend runs/sasrec-ml100k --history "Star Wars (1977)" "Fargo (1996)" --top-k 5',
 }
 
-# `hfrec train <method> ...` hands the rest of the command line to that method's script.
-TRAINERS = {
-    "sr": "hfrec.trainers.train_sr",
-    "delrec": "hfrec.methods.delrec.script",
-}
+# `hfrec train <method> ...` hands the rest of the command line to that method's script (hfrec.registry); `sr`
+# is the SR trainer itself (`--model` picks SASRec, GRU4Rec or Caser).
+SR_TRAINER = "hfrec.trainers.train_sr"
 
 
 def _example(name: str) -> str:
@@ -52,9 +55,16 @@ def _data_stats(args) -> int:
 def _train(args, rest: list[str]) -> int:
     import importlib
 
-    if args.method not in TRAINERS:
-        raise SystemExit(f"hfrec train: unknown method {args.method!r}; choose from {sorted(TRAINERS)}")
-    importlib.import_module(TRAINERS[args.method]).main(rest)
+    from .registry import METHODS, get_method
+
+    if args.method == "sr":
+        importlib.import_module(SR_TRAINER).main(rest)
+    elif args.method in METHODS and METHODS[args.method].llm:
+        get_method(args.method).run(rest)
+    else:
+        choices = ["sr", *(name for name, spec in METHODS.items() if spec.llm)]
+        raise UserError(f"hfrec train: unknown method {args.method!r}; choose from {choices} "
+                        "(SR models: `hfrec train sr --model sasrec|gru4rec|caser`)")
     return 0
 
 
@@ -67,14 +77,14 @@ def _evaluate(args) -> int:
 
     config = AutoConfig.from_pretrained(args.model_dir)
     if config.model_type not in models.SR_MODELS:
-        raise SystemExit(
+        raise UserError(
             f"hfrec evaluate: {args.model_dir} holds a {config.model_type!r} model; it ranks SR models "
             f"({', '.join(models.SR_MODELS)}). Evaluate DELRec with `hfrec train delrec --stages eval --output-dir DIR`.")
     max_history = getattr(config, "max_seq_length", 50)
     ds = load_benchmark(args.dataset, data_dir=args.data_dir, num_candidates=args.num_candidates, seed=args.seed,
                         max_history=max_history)
     if getattr(config, "num_items", None) != ds.num_items:
-        raise SystemExit(
+        raise UserError(
             f"hfrec evaluate: the model in {args.model_dir} was trained on {getattr(config, 'num_items', '?')} "
             f"items but {ds.name} (as filtered here) has {ds.num_items}. Fix: evaluate on the dataset and "
             "filtering the model was trained with.")
@@ -98,8 +108,32 @@ def _benchmark(args) -> int:
     return 0
 
 
+def _recommend(args) -> int:
+    from transformers import pipeline
+
+    from . import pipelines  # noqa: F401  registers the task
+
+    recommend = pipeline(pipelines.TASK, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
+                         revision=args.revision)
+    inputs = {"history": args.history}
+    if args.candidates:
+        inputs["candidates"] = args.candidates
+    result = recommend(inputs, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for rank, item in enumerate(result, 1):
+            print(f"{rank:>3}. {item['title'] or item['item_id']}  (item {item['item_id']}, score {item['score']:.4f})")
+    return 0
+
+
+class UserError(Exception):
+    """Ordinary bad input: reported as one line, no traceback."""
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hfrec", description=__doc__, formatter_class=_formatter)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = commands.add_parser("data", help="inspect benchmarks", epilog=_example("data stats"),
@@ -115,7 +149,7 @@ def make_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", help="train a model; options after the method go to its script (see `hfrec train sr --help`)",
         epilog=_example("train"), formatter_class=_formatter, add_help=True)
-    train.add_argument("method", help=f"what to train: {' | '.join(TRAINERS)}")
+    train.add_argument("method", help="what to train: sr | an LLM method of hfrec.registry (delrec, ...)")
     train.set_defaults(func=_train)
 
     evaluate = commands.add_parser("evaluate", help="rank a split with a saved SR model, print metrics",
@@ -141,6 +175,20 @@ def make_parser() -> argparse.ArgumentParser:
                        help="comma-separated subset of rows to run (default: all that the preset supports)")
     bench.set_defaults(func=_benchmark)
 
+    rec = commands.add_parser("recommend", help="ranked next items for a history, from a trained folder or Hub id",
+                              epilog=_example("recommend"), formatter_class=_formatter)
+    rec.add_argument("model", help="folder written by `hfrec train ...`, or a Hub repo id")
+    rec.add_argument("--history", nargs="+", required=True, help="past items, oldest first: ids or exact titles")
+    rec.add_argument("--candidates", nargs="+", default=None,
+                     help="items to rank (default: the whole catalogue for SR models; an LLM method reranks its "
+                          "SR teacher's top items)")
+    rec.add_argument("--top-k", type=int, default=10, help="how many items to print")
+    rec.add_argument("--dataset", default=None, help="dataset of the items (default: the one the model was trained on)")
+    rec.add_argument("--data-dir", default=None, help="folder of RecBole atomic files of that dataset")
+    rec.add_argument("--revision", default=None, help="Hub revision")
+    rec.add_argument("--json", action="store_true", help="print JSON")
+    rec.set_defaults(func=_recommend)
+
     _add_optional_commands(commands)
     return parser
 
@@ -156,15 +204,32 @@ def _add_optional_commands(commands) -> None:
             getattr(hub, name)(commands)
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """hfrec's own errors and the standard ones bad input raises (messages name the problem and the fix)."""
+    from .data import CorruptDataError, DataSourceError
+
+    return (UserError, CorruptDataError, DataSourceError, FileNotFoundError, ValueError, KeyError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = make_parser()
-    # `hfrec train METHOD ...`: everything after METHOD belongs to the method's own parser.
-    if len(argv) >= 2 and argv[0] == "train" and not argv[1].startswith("-"):
-        args = parser.parse_args(argv[:2])
-        return args.func(args, argv[2:])
-    args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        # `hfrec train METHOD ...`: everything after METHOD belongs to the method's own parser.
+        if len(argv) >= 2 and argv[0] == "train" and not argv[1].startswith("-"):
+            args = parser.parse_args(argv[:2])
+            return args.func(args, argv[2:])
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except _expected_errors() as err:
+        if debug:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"hfrec: error: {message}", file=sys.stderr)
+        print("hfrec: (run with --debug for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

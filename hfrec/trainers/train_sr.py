@@ -28,6 +28,7 @@ from ..evaluation import evaluation_record
 from ..models import SR_MODELS
 from .sr_config import SRTrainingConfig
 from .sr_trainer import SRTrainer, evaluate_sr_model
+from ..methods.common.ranking import write_recommender_info
 from ..utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger("hfrec.train_sr")
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
                 num_processes=trainer.accelerator.num_processes,
             ))
         atomic_write_json(Path(args.output_dir) / "eval_results.json", records)
+        write_recommender_info(args.output_dir, method=script.model, dataset=ds.name, data_dir=script.data_dir,
+                               split_seed=script.split_seed, num_candidates=script.num_candidates)
         print(json.dumps({r["protocol"]: r["metrics"] for r in records}, indent=2))
     return {r["protocol"]: r["metrics"] for r in records}
 

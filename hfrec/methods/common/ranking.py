@@ -101,6 +101,36 @@ class GenerateThenMatchScorer:
         return result.scores
 
 
+@dataclass
+class LLMRecommender:
+    """What the ``next-item-recommendation`` pipeline scores with for an LLM method: the method's prompt, candidates
+    ranked by title likelihood; without candidates, the top ``num_candidates`` unseen items of its SR teacher."""
+
+    model: object
+    tokenizer: object
+    build_prompts: PromptBuilder
+    catalog: object
+    teacher: object = None
+    num_candidates: int = 20
+    length_normalize: float = 1.0
+    batch_size: int = 8
+    can_rank_catalogue: bool = False
+
+    def default_candidates(self, histories) -> list[list[int]]:
+        if self.teacher is None:
+            raise ValueError("This model ranks candidate lists only: pass 'candidates'")
+        from .teachers import teacher_top_k
+
+        return teacher_top_k(self.teacher, histories, self.num_candidates).tolist()
+
+    def score(self, histories, candidates) -> torch.Tensor:
+        scorer = LikelihoodScorer(self.model, self.tokenizer, self.build_prompts, self.catalog.title,
+                                  batch_size=self.batch_size, length_normalize=self.length_normalize)
+        rows = {"history": [list(h) for h in histories], "full_history": [list(h) for h in histories],
+                "candidates": [list(c) for c in candidates], "target": [c[0] for c in candidates]}
+        return scorer(rows, "candidates")
+
+
 def choose_length_normalization(scorer: LikelihoodScorer, rows, grid: Sequence[float] = LENGTH_NORMALIZE_GRID,
                                 batch_size: int = 256) -> tuple[float, dict]:
     """The normalisation in ``grid`` with the best HR@1 (then NDCG@5) on ``rows`` (validation users), from one
@@ -203,6 +233,6 @@ class RankingTable:
         return text
 
 
-__all__ = ["GenerateThenMatchScorer", "LENGTH_NORMALIZE_GRID", "LikelihoodScorer", "RECOMMENDER_INFO_NAME",
+__all__ = ["GenerateThenMatchScorer", "LENGTH_NORMALIZE_GRID", "LLMRecommender", "LikelihoodScorer", "RECOMMENDER_INFO_NAME",
            "RankingTable", "TABLE_COLUMNS", "choose_length_normalization", "format_rows", "hit_rate_interval",
            "read_recommender_info", "write_recommender_info"]

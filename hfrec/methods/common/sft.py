@@ -127,6 +127,12 @@ class LoRASFTConfig(HfrecSFTConfig):
         default_factory=lambda: ["all-linear"],
         metadata={"help": "Modules that get LoRA (['all-linear'] = every linear layer but the LM head)."},
     )
+    lora_top_layers: int = field(
+        default=0,
+        metadata={"help": "Adapt only the last N decoder layers (0, or N >= the backbone's layers: every layer). With a "
+                  "frozen input side the backward "
+                  "pass then stops at the lowest adapted layer: cheaper steps where compute is scarce (CPU presets)."},
+    )
     use_adalora: bool = field(default=False, metadata={"help": "AdaLoRA instead of LoRA."})
     adapter_dtype: AdapterDType = field(
         default=AdapterDType.AUTO,
@@ -144,8 +150,9 @@ class LoRASFTConfig(HfrecSFTConfig):
             raise ValueError(f"lora_r must be >= 0 (0: no adapter), got {self.lora_r}")
         super().__post_init__()
 
-    def peft_config(self, task_type: str = "CAUSAL_LM"):
-        """The PEFT config these fields describe (LoRA, or AdaLoRA with ``use_adalora``); None when ``lora_r == 0``."""
+    def peft_config(self, num_layers: int | None = None, task_type: str = "CAUSAL_LM"):
+        """The PEFT config these fields describe (LoRA, or AdaLoRA with ``use_adalora``); None when ``lora_r == 0``.
+        ``num_layers`` (the backbone's decoder layers) is needed with ``lora_top_layers``."""
         from peft import AdaLoraConfig, LoraConfig, TaskType
 
         if self.lora_r == 0:
@@ -154,6 +161,10 @@ class LoRASFTConfig(HfrecSFTConfig):
         targets = "all-linear" if list(targets) == ["all-linear"] else list(targets)
         common = dict(task_type=TaskType[task_type], lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
                       target_modules=targets)
+        if self.lora_top_layers and num_layers is None:
+            raise ValueError("lora_top_layers needs the backbone's number of decoder layers (num_layers)")
+        if self.lora_top_layers and self.lora_top_layers < num_layers:  # a backbone with fewer layers adapts all
+            common["layers_to_transform"] = list(range(num_layers - self.lora_top_layers, num_layers))
         if self.use_adalora:
             return AdaLoraConfig(init_r=self.lora_r * 2, target_r=self.lora_r, total_step=max(int(self.max_steps), 1),
                                  **common)
@@ -283,7 +294,8 @@ class HfrecSFTTrainer(SFTTrainer):
             data_collator = PaddingCollator(pad if pad is not None else processing_class.eos_token_id,
                                             extra_columns=self.collator_columns)
         if peft_config is None and isinstance(args, LoRASFTConfig):
-            peft_config = args.peft_config()
+            text_config = model.config.get_text_config()
+            peft_config = args.peft_config(getattr(text_config, "num_hidden_layers", None))
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, data_collator=data_collator, peft_config=peft_config,
                          **kwargs)

@@ -66,11 +66,12 @@ logger = logging.getLogger("hfrec.delrec")
 PRESETS: dict[str, dict] = {
     "cpu": dict(
         num_virtual_tokens=10, teacher_top_k=3, max_history=5, show_candidates=False, stage1_candidates=5,
-        stage1_rows_per_user=1, stage1_max_rows=48, stage1_epochs=1.0, stage1_learning_rate=1e-2,
-        stage2_rows_per_user=1, stage2_max_rows=384, stage2_epochs=1.0, stage2_learning_rate=2e-3,
-        per_device_train_batch_size=8, gradient_accumulation_steps=1, eval_users=200, eval_batch_size=8,
+        stage1_rows_per_user=1, stage1_max_rows=12, stage1_epochs=1.0, stage1_learning_rate=1e-2,
+        stage2_rows_per_user=1, stage2_max_rows=96, stage2_epochs=1.0, stage2_learning_rate=2e-3,
+        per_device_train_batch_size=8, gradient_accumulation_steps=1, eval_users=100, eval_batch_size=8,
         teacher_epochs=20, dtype="auto", lora_target_modules="q_proj,v_proj", lora_dropout=0.0,
-        length_normalize="1.0", compile_layers=False, group_by_length=False,
+        length_normalize="1.0", compile_layers=False, group_by_length=False, zero_shot=False,
+        lora_top_layers=10,
     ),
     "gpu": dict(
         num_virtual_tokens=100, teacher_top_k=5, max_history=10, show_candidates=True, stage1_candidates=10,
@@ -78,7 +79,8 @@ PRESETS: dict[str, dict] = {
         stage2_rows_per_user=16, stage2_max_rows=None, stage2_epochs=2.0, stage2_learning_rate=3e-4,
         per_device_train_batch_size=64, gradient_accumulation_steps=1, eval_users=None, eval_batch_size=64,
         teacher_epochs=200, dtype="auto", lora_target_modules="all-linear", lora_dropout=0.0,
-        length_normalize="auto", compile_layers=True, group_by_length=False,
+        length_normalize="auto", compile_layers=True, group_by_length=False, zero_shot=True,
+        lora_top_layers=0,
     ),
 }
 
@@ -136,6 +138,8 @@ class DELRecScriptArguments:
         default=None, metadata={"help": "Comma-separated module names, or all-linear (every linear but the LM head)."}
     )
     lora_dropout: float | None = field(default=None, metadata={"help": "LoRA dropout."})
+    lora_top_layers: int | None = field(default=None, metadata={"help": "LoRA on the last N decoder layers only "
+                                                                        "(0: all)."})
     per_device_train_batch_size: int | None = field(default=None, metadata={"help": "Batch per device."})
     gradient_accumulation_steps: int | None = field(default=None, metadata={"help": "Accumulation steps."})
     max_steps: int = field(default=-1, metadata={"help": "Stop each stage after N optimiser steps (-1: the epochs)."})
@@ -158,7 +162,10 @@ class DELRecScriptArguments:
     group_by_length: bool | None = field(
         default=None, metadata={"help": "Stage-2 batches of similar lengths (less padding; transformers' sampler)."}
     )
-    baselines: bool = field(default=True, metadata={"help": "Also rank with popularity/teacher/zero-shot/untrained."})
+    baselines: bool = field(default=True, metadata={"help": "Also rank with popularity, the teacher and the untrained "
+                                                            "soft prompt."})
+    zero_shot: bool | None = field(default=None, metadata={"help": "Also rank with the zero-shot LLM (one more LLM "
+                                                                    "ranking: the cpu preset leaves it out)."})
     generate_then_match: bool = field(default=False, metadata={"help": "Also greedy-decode and report valid ratio."})
     resume_from_checkpoint: bool = field(default=False, metadata={"help": "Resume each stage from its last checkpoint."})
     seed: int = field(default=42, metadata={"help": "Training seed."})
@@ -176,7 +183,7 @@ class DELRecScriptArguments:
                     "stage1_learning_rate", "stage2_rows_per_user", "stage2_epochs", "stage2_learning_rate",
                     "per_device_train_batch_size", "gradient_accumulation_steps", "eval_batch_size",
                     "teacher_epochs", "lora_target_modules", "lora_dropout", "length_normalize", "compile_layers",
-                    "group_by_length"):
+                    "group_by_length", "zero_shot", "lora_top_layers"):
             if getattr(self, key) is None:
                 setattr(self, key, fallback[key])
         if self.dtype is None:
@@ -272,7 +279,8 @@ def train_stage2(args, model, tok, prompter, teacher, ds, out: Path, timings: di
         output_dir=str(s2_dir), num_train_epochs=args.stage2_epochs, learning_rate=args.stage2_learning_rate,
         per_device_train_batch_size=args.per_device_train_batch_size, max_steps=args.max_steps,
         gradient_accumulation_steps=args.gradient_accumulation_steps, seed=args.seed, lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, disable_tqdm=args.disable_tqdm,
+        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_top_layers=args.lora_top_layers,
+        disable_tqdm=args.disable_tqdm,
         lora_target_modules=[m.strip() for m in args.lora_target_modules.split(",") if m.strip()],
         compile_layers=args.compile_layers,
         train_sampling_strategy="group_by_length" if args.group_by_length else "random",
@@ -398,8 +406,9 @@ def main(argv: list[str] | None = None) -> dict:
                                   progress=False), n)
         table.add(f"{teacher_name} (teacher)", teacher.config.model_type,
                   evaluate_scorer(sr_model_scorer(teacher), eval_rows, "candidates", progress=False), n)
-        if not final_done:
+        if not final_done and args.zero_shot:
             rank(f"zero-shot LLM ({backbone_label})", "llm-zero-shot", model, zero_shot_prompter, "rank_zero_shot_s")
+        if not final_done:
             rank("DELRec, untrained soft prompt", "delrec-untrained", model, prompter, "rank_untrained_s")
 
     if args.stages in ("1", "both") and not final_done:
@@ -435,8 +444,12 @@ def save_recommender_info(out: Path, args, teacher_dir: Path, ds, length_normali
     come from and the teacher whose top-k the prompts show (copied next to the model: an SR model is small)."""
     teacher_copy = out / "teacher"
     if Path(teacher_dir).resolve() != teacher_copy.resolve():
+        tmp = Path(tempfile.mkdtemp(prefix=".teacher-", dir=out)) / "teacher"
+        shutil.copytree(teacher_dir, tmp, ignore=shutil.ignore_patterns(
+            "checkpoint-*", "runs", "*.bin", "*.pt", "*.pth", "*.pkl"))  # the model, not its training state
         shutil.rmtree(teacher_copy, ignore_errors=True)
-        shutil.copytree(teacher_dir, teacher_copy, ignore=shutil.ignore_patterns("checkpoint-*", "runs"))
+        os.replace(tmp, teacher_copy)
+        shutil.rmtree(tmp.parent, ignore_errors=True)
     write_recommender_info(out, method="delrec", dataset=ds.name, data_dir=args.data_dir, split_seed=args.split_seed,
                            num_candidates=args.num_candidates, teacher="teacher", max_history=args.max_history,
                            teacher_top_k=args.teacher_top_k, teacher_topk_scope=args.teacher_topk_scope,
