@@ -40,6 +40,9 @@ _LAZY = {
     "rank_candidates": ".methods.common.scoring",
     "generate_then_match": ".methods.common.scoring",
     "load_backbone": ".methods.common.backbones",
+    "METHODS": ".registry",
+    "get_method": ".registry",
+    "NextItemRecommendationPipeline": ".pipelines",
     "offline_backbone_path": ".methods.common.backbones",
 }
 

@@ -1,4 +1,4 @@
-"""Honest evaluation of any scorer on a benchmark split, by the two protocols of METHODS.md:
+"""Honest evaluation of any scorer on a benchmark split, by the two protocols of docs/METHODS.md:
 `full` (score every item, mask the user's history) and `candidates` (rank the stored candidate lists).
 
 SR models, the popularity baseline and the LLM methods all go through `evaluate_scorer`, so every row

@@ -405,7 +405,8 @@ def test_end_to_end_on_the_offline_backbone(tmp_path):
     train_sr(["--model", "sasrec", "--dataset", "ml-100k", "--output_dir", str(teacher), "--num_train_epochs", "1",
               "--disable_tqdm", "true"])
     result = main(["--preset", "cpu", "--teacher_dir", str(teacher), "--output_dir", str(tmp_path / "delrec"),
-                   "--eval_users", "6", "--stage1_max_rows", "4", "--stage2_max_rows", "8", "--disable_tqdm", "true"])
+                   "--eval_users", "6", "--stage1_max_rows", "4", "--stage2_max_rows", "8", "--zero_shot", "true",
+                   "--disable_tqdm", "true"])
     assert 0.0 <= result["final"]["HR@1"] <= 1.0
     out = tmp_path / "delrec"
     assert (out / "adapter_config.json").exists() and (out / "config.json").exists()

@@ -202,7 +202,7 @@ def load_benchmark(
     cache_dir: str | None = None,
     time_order: str | None = None,
 ) -> RecDatasetDict:
-    """Load a benchmark split by the shared protocol (METHODS.md), preparing and caching it on first use.
+    """Load a benchmark split by the shared protocol (docs/METHODS.md), preparing and caching it on first use.
 
     Args:
         name: one of `hfrec.data.BENCHMARKS` ("ml-100k", "ml-1m", "amazon-beauty", "amazon-sports",

@@ -1,4 +1,4 @@
-"""Reading RecBole atomic files and turning interactions into the shared protocol (METHODS.md):
+"""Reading RecBole atomic files and turning interactions into the shared protocol (docs/METHODS.md):
 stable chronological sort, k-core filtering, leave-one-out, training prefixes, seeded candidates.
 
 Pure functions over plain Python / NumPy, so every method and baseline sees exactly the same split.

@@ -13,7 +13,6 @@ a printed table with the number of users and a 95% interval of HR@1.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import time
@@ -25,8 +24,6 @@ import torch
 from ...evaluation import evaluate_scorer, evaluation_record
 from ...utils import atomic_write_json, atomic_write_text
 from .scoring import candidate_log_likelihoods, generate_then_match, normalize_by_length
-
-logger = logging.getLogger(__name__)
 
 LENGTH_NORMALIZE_GRID = (1.0, 0.5, 0.0)  # mean, sum / sqrt(n), sum
 

@@ -7,7 +7,7 @@ lists them):
 ================================  ==================  ==========================================================
 field                             SFTConfig           hfrec
 ================================  ==================  ==========================================================
-gradient_checkpointing            True                False (small backbones; it costs ~30% time; the
+gradient_checkpointing            True                False (small backbones: recomputing activations costs time; the
                                                       transformers-5 name is activation_checkpointing)
 bf16                              True                True only where the hardware runs bf16 natively (a CUDA
                                                       device with bf16), else False: emulated bf16 on an
@@ -138,7 +138,7 @@ class LoRASFTConfig(HfrecSFTConfig):
         default=AdapterDType.AUTO,
         metadata={
             "help": "dtype of the LoRA weights: 'model' = the frozen weights' dtype (bf16 backbone -> bf16 adapters, no "
-            "per-layer casts; the H100 profile showed fp32 adapters spend ~25% of GPU time in dtype copies), "
+            "per-layer casts, which an H100 profile showed to be a large share of GPU time), "
             "'float32' (PEFT's default; faster on CPU, where small bf16 matmuls are slow), 'auto' = 'model' on CUDA, "
             "else 'float32'.",
         },
@@ -181,8 +181,8 @@ class PaddingCollator:
     extra_columns: tuple[str, ...] = ()
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        # numpy rows, one tensor per field at the end: per-row torch ops took 11 ms per batch of 64 prompts of
-        # ~550 tokens on the 2-core dev CPU (now 1 ms), host time that a compiled, host-bound step waits for
+        # numpy rows, one tensor per field at the end: per-row torch ops cost host time that a compiled,
+        # host-bound training step waits for
         lengths = [len(e["input_ids"]) for e in examples]
         L = max(lengths)
         if self.pad_to_multiple_of:

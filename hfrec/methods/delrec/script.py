@@ -7,21 +7,23 @@
     hfrec train delrec --preset cpu --output_dir runs/delrec-cpu          # the same, through the CLI
 
 The table compares, on the same test users and the same stored candidate lists: popularity, the SR teacher,
-the zero-shot LLM (the backbone with the same prompt, no soft prompt), DELRec with its untrained soft prompt
-(before stage 1, no LoRA) and DELRec. Every LLM row ranks candidates by title log-likelihood
-(``hfrec.scoring``), so every prediction is a valid item.
+the zero-shot LLM (the backbone with the same prompt, no soft prompt; gpu preset or ``--zero_shot true``), DELRec
+with its untrained soft prompt (before stage 1, no LoRA) and DELRec. Every LLM row ranks candidates by title
+log-likelihood through ``hfrec.evaluation.evaluate_scorer`` (``hfrec.methods.common.ranking``), so every prediction
+is a valid item. The steps live in functions (``train_stage1``, ``train_stage2``, ``rank_llm_row``); ``main`` only
+wires them. Rerunning on a folder that holds a trained DELRec reloads and re-ranks it.
 
-Presets (fields left unset take the preset's value; any flag overrides):
+Presets (fields left unset take the preset's value; any flag overrides); weights default to ``--dtype auto``
+(bf16 only where the GPU or CPU runs it natively):
 
-``cpu``  documented small run for a 2-core CPU, offline, SmolLM2-135M-Instruct in bf16: 10 virtual tokens, 5 history
-         items, the teacher's top-3, no candidate list in the prompt (shorter prompts; ranking scores the candidate
-         titles either way), 96 stage-1 and 384 stage-2 examples, LoRA on q/v projections, evaluation on the
-         first 200 test users.
+``cpu``  sized for a 2-core AVX2-only CPU (bench/RESULTS.md), offline, SmolLM2-135M-Instruct: 10 virtual tokens,
+         5 history items, the teacher's top-3, no candidate list in the prompt (shorter prompts; ranking scores the
+         candidate titles either way), 24 stage-1 and 96 stage-2 examples, LoRA on the q/v projections of the top 10
+         layers (the backward pass stops there), the first 100 test users, no zero-shot row.
 ``gpu``  the full protocol: 100 virtual tokens (paper), 10 history items, top-5, the 20 candidates listed, every
          test user, ~3.8k stage-1 examples (1 epoch) and ~15k stage-2 examples (16 recent prefixes per user,
-         2 epochs), LoRA on every linear layer, bf16, batch 64, stage-2 decoder layers compiled (``compile_layers``),
-         each LLM row's length normalisation picked on the validation users (about 5 minutes on an H100 after
-         the teacher with a warm compile cache; a fresh machine adds ~1.5 minutes of compilation).
+         2 epochs), LoRA on every linear layer, batch 64, stage-2 decoder layers compiled (``compile_layers``),
+         each LLM row's length normalisation picked on the validation users.
          ``--group_by_length`` cuts padding but was slower with compiled layers on the H100.
 """
 
@@ -155,9 +157,9 @@ class DELRecScriptArguments:
     )
     compile_layers: bool | None = field(
         default=None,
-        metadata={"help": "torch.compile each decoder layer (regional, dynamic shapes) for stage 2, the long stage: "
-                  "~1.75x its tokens/s on an H100 after ~90 s of compilation on a fresh machine (stage 1 is too short "
-                  "to repay it; pass stage1_args '{\"compile_layers\": true}' to compile it too)."},
+        metadata={"help": "torch.compile each decoder layer (regional, dynamic shapes) for stage 2, the long stage "
+                  "(stage 1 is too short to repay the compilation; pass stage1_args '{\"compile_layers\": true}' to "
+                  "compile it too). Measured gains: bench/RESULTS.md."},
     )
     group_by_length: bool | None = field(
         default=None, metadata={"help": "Stage-2 batches of similar lengths (less padding; transformers' sampler)."}
