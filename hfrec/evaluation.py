@@ -44,19 +44,35 @@ def check_protocol(protocol: str) -> str:
     return protocol
 
 
+def process_rank_and_count() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process in a ``torch.distributed`` run (``accelerate launch``), else ``(0, 1)``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 @torch.no_grad()
 def ranks_of(scorer: Scorer, rows, protocol: str, batch_size: int = 256, progress: bool = True,
-             desc: str = "ranking", return_invalid: bool = False
+             desc: str = "ranking", return_invalid: bool = False, distributed: bool = True
              ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """0-based rank of every row's target under `scorer` (history masked for `full`).
 
     Rows whose scores are invalid (NaN, +inf, or a non-finite target score; see
     `hfrec.metrics.invalid_score_rows`) rank last and are counted; a warning names how many.
     With `return_invalid=True` the (N,) bool mask of those rows comes back too.
+
+    In a multi-process run (`accelerate launch`, `torchrun`) each process scores a contiguous 1/N of the rows and
+    the ranks are gathered once, in row order, so every process returns the same ranks of all rows
+    (`distributed=False`: this process scores every row).
     """
     check_protocol(protocol)
+    rank, world = process_rank_and_count() if distributed else (0, 1)
+    total = len(rows)
+    if world > 1:
+        per = -(-total // world)
+        rows = rows.select(range(min(rank * per, total), min((rank + 1) * per, total)))
     all_ranks, all_invalid = [], []
-    for start in tqdm(range(0, len(rows), batch_size), desc=f"{desc} ({protocol})", disable=not progress,
+    for start in tqdm(range(0, len(rows), batch_size), desc=f"{desc} ({protocol})", disable=not progress or rank > 0,
                       leave=False):
         batch = rows[start:start + batch_size]
         scores = scorer(batch, protocol).float().cpu()
@@ -74,8 +90,13 @@ def ranks_of(scorer: Scorer, rows, protocol: str, batch_size: int = 256, progres
         all_invalid.append(invalid)
     ranks = torch.cat(all_ranks) if all_ranks else torch.empty(0, dtype=torch.long)
     invalid = torch.cat(all_invalid) if all_invalid else torch.empty(0, dtype=torch.bool)
+    if world > 1:  # one gather of every process's part, in rank order = row order
+        parts = [None] * world
+        torch.distributed.all_gather_object(parts, (ranks.tolist(), invalid.tolist()))
+        ranks = torch.tensor([r for part, _ in parts for r in part], dtype=torch.long)
+        invalid = torch.tensor([i for _, part in parts for i in part], dtype=torch.bool)
     bad = int(invalid.sum())
-    if bad:  # counted over the whole evaluation, so one line says how much of the table is affected
+    if bad and rank == 0:  # counted over the whole evaluation, so one line says how much of the table is affected
         first = invalid.nonzero().view(-1)[:5].tolist()
         logger.warning("%s (%s): %d of %d rows had invalid scores (NaN, +inf, or a non-finite target score) and "
                        "count as misses (first rows: %s). Fix the scorer: look for overflow, log(0) or 0/0.",
@@ -135,4 +156,4 @@ def evaluation_record(metrics: dict, *, dataset: str, split: str, protocol: str,
 
 
 __all__ = ["PROTOCOLS", "Scorer", "evaluate_scorer", "evaluation_record", "left_pad", "popularity_scorer",
-           "ranks_of", "sr_model_scorer"]
+           "process_rank_and_count", "ranks_of", "sr_model_scorer"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 
 import torch
-from accelerate.utils import gather_object
 from torch.utils.data import Dataset
 from transformers import EarlyStoppingCallback, Trainer
 
@@ -70,14 +69,10 @@ class SRTrainer(Trainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         rows = eval_dataset if eval_dataset is not None else self.eval_dataset
         start = time.time()
-        # Each process ranks its shard of users; ranks are gathered so every process sees the same metrics.
-        shard = rows.shard(num_shards=self.args.world_size, index=self.args.process_index, contiguous=True)
+        # Each process ranks its share of users; ranks_of gathers them so every process sees the same metrics.
         model = self.accelerator.unwrap_model(self.model)
-        ranks, invalid = ranks_of(sr_model_scorer(model), shard, self.args.eval_protocol,
+        ranks, invalid = ranks_of(sr_model_scorer(model), rows, self.args.eval_protocol,
                                   batch_size=self.args.per_device_eval_batch_size, progress=False, return_invalid=True)
-        parts = gather_object([(ranks.tolist(), invalid.tolist())])
-        ranks = torch.tensor([r for part, _ in parts for r in part])
-        invalid = torch.tensor([i for _, part in parts for i in part], dtype=torch.bool)
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in metrics_from_ranks(ranks, invalid=invalid).items()}
         if bool(invalid.any()):
             metrics[f"{metric_key_prefix}_invalid_score_rows"] = int(invalid.sum())

@@ -95,17 +95,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     command = "python trainers/train_sr.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     records = []
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    for protocol in ("full", "candidates"):  # every process ranks its share of the users (hfrec.evaluation)
+        metrics = evaluate_sr_model(model, ds["test"], protocol, args.per_device_eval_batch_size,
+                                    progress=trainer.is_world_process_zero())
+        records.append(evaluation_record(
+            metrics, dataset=ds.name, split="test", protocol=protocol, num_candidates=script.num_candidates,
+            seed=script.split_seed, model_type=script.model, num_users=len(ds["test"]), command=command,
+            train_seed=args.seed, train_seconds=round(train_seconds, 1), epochs=trainer.state.epoch,
+            best_validation={args.metric_for_best_model: trainer.state.best_metric},
+            num_processes=trainer.accelerator.num_processes,
+        ))
     if trainer.is_world_process_zero():
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        for protocol in ("full", "candidates"):
-            metrics = evaluate_sr_model(model, ds["test"], protocol, args.per_device_eval_batch_size)
-            records.append(evaluation_record(
-                metrics, dataset=ds.name, split="test", protocol=protocol, num_candidates=script.num_candidates,
-                seed=script.split_seed, model_type=script.model, num_users=len(ds["test"]), command=command,
-                train_seed=args.seed, train_seconds=round(train_seconds, 1), epochs=trainer.state.epoch,
-                best_validation={args.metric_for_best_model: trainer.state.best_metric},
-                num_processes=trainer.accelerator.num_processes,
-            ))
         atomic_write_json(Path(args.output_dir) / "eval_results.json", records)
         write_recommender_info(args.output_dir, method=script.model, dataset=ds.name, data_dir=script.data_dir,
                                split_seed=script.split_seed, num_candidates=script.num_candidates)
