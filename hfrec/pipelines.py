@@ -114,13 +114,16 @@ class NextItemRecommendationPipeline(Pipeline):
 
     def __init__(self, model, dataset: str | None = None, data_dir: str | None = None, **kwargs):
         super().__init__(model=model, **kwargs)
-        from .registry import method_for_model_type
+        from .registry import METHODS, get_method, method_for_model_type
 
         folder = model_folder(self.model)
         info = run_info(folder)
         if self.model.dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_fast_bf16():
             self.model.float()  # emulated bf16 is several times slower than float32 on such CPUs
-        spec = method_for_model_type(self.model.config.model_type)
+        # the run info names the method (a method may save an ordinary model type: LLM-TRSR's LoRA'd causal LM,
+        # P2Rec's enhanced SASRec); without it, the config's model type says
+        spec = get_method(info["method"]) if info.get("method") in METHODS else \
+            method_for_model_type(self.model.config.model_type)
         self.recommender = spec.load_recommender()(self.model, folder, info, dataset=dataset, data_dir=data_dir)
 
     def _sanitize_parameters(self, top_k=None, **kwargs):

@@ -414,3 +414,26 @@ def test_end_to_end_on_the_offline_backbone(tmp_path):
     assert {r["model_type"] for r in records} >= {"popularity", "sasrec", "llm-zero-shot", "delrec-untrained", "delrec"}
     model = AutoModelForCausalLM.from_pretrained(out)
     assert type(model) is DELRecForCausalLM
+
+
+@pytest.mark.parametrize("max_steps, layers, expect", [
+    (-1, None, "use_adalora needs max_steps > 0"),  # AdaLoRA's rank schedule needs the run's length
+    (10, None, "AdaLoraConfig"),
+])
+def test_adalora_needs_the_number_of_steps(max_steps, layers, expect):
+    args = DELRecSFTConfig(output_dir="unused", use_adalora=True, max_steps=max_steps)
+    if expect.startswith("use_adalora"):
+        with pytest.raises(ValueError, match=expect):
+            args.peft_config(layers)
+    else:
+        assert type(args.peft_config(layers)).__name__ == expect
+
+
+def test_lora_on_the_top_layers_only():
+    args = DELRecSFTConfig(output_dir="unused", lora_top_layers=2, lora_target_modules=["q_proj", "v_proj"])
+    assert args.peft_config(num_layers=5).layers_to_transform == [3, 4]
+    assert args.peft_config(num_layers=2).layers_to_transform is None  # fewer layers than asked: every layer
+    with pytest.raises(ValueError, match="num_layers"):
+        args.peft_config()
+    with pytest.raises(ValueError, match="not 'all-linear'"):
+        DELRecSFTConfig(output_dir="unused", lora_top_layers=2).peft_config(num_layers=5)

@@ -163,9 +163,14 @@ class LoRASFTConfig(HfrecSFTConfig):
                       target_modules=targets)
         if self.lora_top_layers and num_layers is None:
             raise ValueError("lora_top_layers needs the backbone's number of decoder layers (num_layers)")
+        if self.lora_top_layers and isinstance(targets, str):  # PEFT takes layers_to_transform with a module list only
+            raise ValueError(f"lora_top_layers needs named lora_target_modules (e.g. q_proj,v_proj), not {targets!r}")
         if self.lora_top_layers and self.lora_top_layers < num_layers:  # a backbone with fewer layers adapts all
             common["layers_to_transform"] = list(range(num_layers - self.lora_top_layers, num_layers))
         if self.use_adalora:
+            if self.max_steps <= 0:  # its rank budget is scheduled over the run: a wrong total silently mis-prunes
+                raise ValueError("use_adalora needs max_steps > 0 (AdaLoRA schedules its rank pruning over the total "
+                                 f"number of steps; got max_steps={self.max_steps}): set max_steps")
             return AdaLoraConfig(init_r=self.lora_r * 2, target_r=self.lora_r, total_step=max(int(self.max_steps), 1),
                                  **common)
         return LoraConfig(r=self.lora_r, **common)
