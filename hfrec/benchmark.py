@@ -66,8 +66,11 @@ def _llm_rows(name: str) -> Callable[[BenchmarkContext], dict]:
         get_method(name).run(["--preset", ctx.preset, "--dataset", ctx.dataset.name,
                               "--teacher_dir", str(ctx.output_dir / "sasrec"), "--output_dir", str(out),
                               "--split_seed", str(ctx.seed), "--seed", str(ctx.seed)])
-        records = json.loads((out / "eval_results.json").read_text())
-        return {r["method"]: {"candidates": r["metrics"], "users": r["num_users"]} for r in records}
+        rows: dict[str, dict] = {}
+        for record in json.loads((out / "eval_results.json").read_text()):
+            row = rows.setdefault(record["method"], {"users": record["num_users"]})
+            row[record["protocol"]] = record["metrics"]  # "candidates" (every row) and maybe "full"
+        return rows
 
     return run
 
@@ -103,8 +106,13 @@ def format_table(ctx: BenchmarkContext) -> str:
     for name, result in ctx.results.items():
         if _is_multi_row(name):
             users = {row.get("users") for row in result.values()}
+            full = any("full" in row for row in result.values())
             lines += ["", f"{BENCHMARK_ROWS[name][0]} run: every row ranks the same first {min(users)} test users",
-                      "", *format_rows([(label, row.get("users"), row["candidates"]) for label, row in result.items()])]
+                      "", *format_rows([(label, row.get("users"),
+                                         {**row.get("candidates", {}),
+                                          **{f"full {k}": v for k, v in row.get("full", {}).items()}})
+                                        for label, row in result.items()],
+                                       extra=("full NDCG@10",) if full else ())]
     single = [(BENCHMARK_ROWS[name][0], len(ctx.dataset["test"]),
                {**result.get("candidates", {}), **{f"full {key}": v for key, v in (result.get("full") or {}).items()}})
               for name, result in ctx.results.items() if not _is_multi_row(name)]
