@@ -55,6 +55,10 @@ METHODS: dict[str, MethodSpec] = {
                          "hfrec.methods.delrec.recommender:load_recommender", "trainers/sft_delrec.py",
                          presets=("cpu", "gpu"), tags=("soft-prompt", "lora", "distillation"),
                          paper="DELRec: Distilling Sequential Pattern to Enhance LLMs-based Sequential Recommendation"),
+    "trsr": MethodSpec("trsr", "LLM-TRSR", ("trsr",), "hfrec.methods.trsr.script",
+                       "hfrec.methods.trsr.recommender:load_recommender", "trainers/sft_trsr.py",
+                       presets=("cpu", "gpu"), tags=("summaries", "lora", "yes-no"),
+                       paper="Harnessing Large Language Models for Text-Rich Sequential Recommendation"),
 }
 
 

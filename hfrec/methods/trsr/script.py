@@ -1,0 +1,477 @@
+"""LLM-TRSR end to end: SR teacher (the table's reference row) -> preference summaries (hierarchical and/or
+recurrent, cached) -> a LoRA yes/no recommender per summary mode -> ranking table.
+
+    python trainers/sft_trsr.py --preset cpu --teacher_dir runs/sasrec --output_dir runs/trsr-cpu
+    accelerate launch --config_file hfrec/trainers/accelerate_configs/single_gpu.yaml \\
+        trainers/sft_trsr.py --preset gpu --teacher_dir runs/sasrec --output_dir runs/trsr-gpu
+    hfrec train trsr --preset cpu --output_dir runs/trsr-cpu            # the same, through the CLI
+
+The table compares, on the same test users and the same stored candidate lists: popularity, the SR teacher, the
+zero-shot LLM (the backbone without adapter on the same yes/no prompt; gpu preset or ``--zero_shot true``) and one
+LLM-TRSR recommender per summary mode (``--summary_mode hierarchical | recurrent | none | all``, or a comma-separated
+list; ``none`` is the paper's no-summary ablation: recent items only). Candidates are ranked by P(Yes) through
+``hfrec.evaluation.evaluate_scorer``, with HR/NDCG/MRR at 1, 3, 5 and 10 (HR@k is the paper's Recall@k: one target).
+
+Summaries: each user's training rows share the summary of the history before the earliest of them (one summary per
+user and mode, never per epoch); each evaluation row is summarised from the history it shows. All of them are
+generated up front, batched across users, into ``OUTPUT/summaries`` (a ``CachedGenerator`` table): a rerun, another
+mode sharing blocks (the recurrent mode's first step is the hierarchical block prompt) or the pipeline reads them
+back instead of generating.
+
+Output: ``OUTPUT`` holds the first mode's recommender (the backbone's own weights and tokenizer + the LoRA adapter,
+whose base is the folder itself, so ``AutoModelForCausalLM.from_pretrained(OUTPUT)`` loads both), other modes'
+adapters in ``OUTPUT/modes/<mode>``, the SR teacher in ``OUTPUT/teacher``, ``eval_results.json``,
+``results_table.txt`` and ``hfrec_recommender.json``. Rerunning the same command on that folder reloads every trained
+mode and ranks it again (the summaries come from the cache), reproducing the recorded metrics.
+
+Presets (fields left unset take the preset's value; any flag overrides); weights default to ``--dtype auto``:
+
+``cpu``  sized for a 2-core AVX2-only CPU, offline, SmolLM2-135M-Instruct: both summary modes (hierarchical and
+         recurrent) over the last 2 blocks of 5 items, 32-token summaries, item texts of 20 tokens, 3 recent items,
+         24 training rows (48 examples) per mode, LoRA on q/k/v/o of the top 10 layers (the backward pass stops
+         there), the first 32 test users, no zero-shot row. Its cost is about 4 summaries per user (2 blocks, the
+         merge, 1 recurrent update; the recurrent first step is the cached block summary) for the 56 users, about
+         650 scored tokens per ranked user and row, and 96 short training examples.
+``gpu``  the full protocol: hierarchical, recurrent and no summary, 5 blocks of 5 items (the paper), 96-token
+         summaries, 5 recent items, the 2 most recent training prefixes of every user, every test user, the
+         zero-shot row, and the summariser's throughput: 128 users batched against 4 one user (and prompt) at a
+         time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import AutoTokenizer, HfArgumentParser, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from ...data import load_benchmark
+from ...evaluation import evaluate_scorer, popularity_scorer, sr_model_scorer
+from ...utils import atomic_write_json
+from ..common.backbones import load_backbone, resolve_backbone, resolve_dtype
+from ..common.data import select_training_rows
+from ..common.prompts import ItemCatalog
+from ..common.ranking import RankingTable, write_recommender_info
+from ..common.sft import decompile_decoder_layers
+from ..common.teachers import load_or_train_teacher, teacher_display_name
+from .config import SummaryMode, TRSRSFTConfig, TRSRSummaryConfig
+from .data import build_training_examples, summary_histories
+from .prompts import ANSWERS, TRSRPrompter
+from .recommender import YesNoScorer
+from .summaries import TRSRSummarizer
+from .trainer import TRSRSFTTrainer
+
+logger = logging.getLogger("hfrec.trsr")
+
+KS = (1, 3, 5, 10)  # the paper reports @3, 5, 10; @1 is the shared tables' headline
+SUMMARY_CACHE = "summaries"
+MODE_MARKER = "trsr_summary_mode.json"  # which summary mode the adapter next to it was trained with
+LABELS = {SummaryMode.HIERARCHICAL: "LLM-TRSR (hierarchical summary)",
+          SummaryMode.RECURRENT: "LLM-TRSR (recurrent summary)", SummaryMode.NONE: "LLM-TRSR (no summary)"}
+
+PRESETS: dict[str, dict] = {
+    "cpu": dict(
+        summary_mode="hierarchical,recurrent", block_size=5, max_blocks=2, item_text_tokens=20,
+        summary_max_new_tokens=32, summary_batch_size=16, recent_items=3, train_rows_per_user=1, train_max_rows=24,
+        num_train_epochs=1.0, learning_rate=1e-3, per_device_train_batch_size=8, gradient_accumulation_steps=1,
+        lora_top_layers=10, eval_users=32, eval_batch_size=8, teacher_epochs=20, zero_shot=False,
+        compile_layers=False, summary_throughput_users=0,
+    ),
+    "gpu": dict(
+        summary_mode="all", block_size=5, max_blocks=5, item_text_tokens=32, summary_max_new_tokens=96,
+        summary_batch_size=256, recent_items=5, train_rows_per_user=2, train_max_rows=0, num_train_epochs=1.0,
+        learning_rate=2e-4, per_device_train_batch_size=32, gradient_accumulation_steps=1, lora_top_layers=0,
+        eval_users=0, eval_batch_size=32, teacher_epochs=200, zero_shot=True, compile_layers=False,
+        summary_throughput_users=128,
+    ),
+}
+
+
+def json_flag(name: str, value: str) -> dict:
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"--{name} must be a JSON object of keyword arguments (e.g. '{{}}'), got {value!r}")
+    return parsed
+
+
+@dataclass
+class TRSRScriptArguments:
+    # the flags every LLM method's script takes (hfrec.registry)
+    preset: str = field(default="cpu", metadata={"help": "cpu | gpu: sizes every field left unset."})
+    output_dir: str = field(default="runs/trsr", metadata={"help": "Run folder: model, summaries, tables."})
+    dataset: str = field(default="ml-100k", metadata={"help": "A benchmark of hfrec.data.BENCHMARKS."})
+    data_dir: str | None = field(default=None, metadata={"help": "RecBole atomic files to read (optional)."})
+    split_seed: int = field(default=42, metadata={"help": "Seed the stored candidate lists were drawn with."})
+    num_candidates: int = field(default=20, metadata={"help": "Stored candidates per evaluated user."})
+    teacher_dir: str | None = field(
+        default=None, metadata={"help": "Folder of a trained hfrec SR model; unset: one is trained into "
+                                        "OUTPUT/teacher."})
+    backbone: str | None = field(
+        default=None, metadata={"help": "The recommender's causal LM (Hub id or folder); unset: the offline "
+                                        "SmolLM2-135M-Instruct."})
+    dtype: str | None = field(
+        default=None, metadata={"help": "auto (bf16 only where the hardware runs it natively) | float32 | bfloat16 "
+                                        "| float16."})
+    # LLM-TRSR's own
+    summarizer: str | None = field(
+        default=None, metadata={"help": "Instruction LLM that writes the summaries; unset: the backbone."})
+    teacher: str = field(default="sasrec", metadata={"help": "SR model trained when teacher_dir is unset."})
+    teacher_epochs: float | None = field(default=None, metadata={"help": "Its epoch cap."})
+    domain: str | None = field(default=None, metadata={"help": "Prompt wording; unset = the dataset's."})
+    summary_mode: str | None = field(
+        default=None, metadata={"help": "hierarchical | recurrent | none | all, or a comma-separated list: one "
+                                        "recommender each; the first is saved in OUTPUT itself."})
+    block_size: int | None = field(default=None, metadata={"help": "Items per summary block (paper: 5)."})
+    max_blocks: int | None = field(default=None, metadata={"help": "Most recent blocks summarised (paper: 5)."})
+    item_text_tokens: int | None = field(default=None, metadata={"help": "Token budget of one item's text."})
+    summary_max_new_tokens: int | None = field(default=None, metadata={"help": "Length budget of a summary."})
+    summary_batch_size: int | None = field(default=None, metadata={"help": "Summary prompts per generate call."})
+    summary_generation_kwargs: str = field(
+        default="{}", metadata={"help": "JSON: other model.generate arguments of the summariser (default greedy)."})
+    recent_items: int | None = field(default=None, metadata={"help": "Latest items shown after the summary."})
+    train_rows_per_user: int | None = field(default=None, metadata={"help": "Recent training prefixes per user."})
+    train_prefix_stride: int = field(default=1, metadata={"help": "Take every N-th recent prefix."})
+    train_max_rows: int | None = field(default=None, metadata={"help": "Cap on training rows (2 examples each; "
+                                                                        "0: no cap)."})
+    num_train_epochs: float | None = field(default=None, metadata={"help": "Recommender epochs."})
+    learning_rate: float | None = field(default=None, metadata={"help": "LoRA learning rate."})
+    per_device_train_batch_size: int | None = field(default=None, metadata={"help": "Batch per device."})
+    gradient_accumulation_steps: int | None = field(default=None, metadata={"help": "Accumulation steps."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank (paper: 8)."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (paper: 16)."})
+    lora_target_modules: str = field(default="q_proj,k_proj,v_proj,o_proj",
+                                     metadata={"help": "Comma-separated module names, or all-linear."})
+    lora_top_layers: int | None = field(default=None, metadata={"help": "LoRA on the last N decoder layers only "
+                                                                        "(0: all)."})
+    max_steps: int = field(default=-1, metadata={"help": "Stop each recommender after N steps (-1: the epochs)."})
+    sft_args: str = field(default="{}", metadata={"help": "JSON: any other TRSRSFTConfig fields."})
+    compile_layers: bool | None = field(default=None, metadata={"help": "torch.compile each decoder layer for "
+                                                                        "training."})
+    eval_split: str = field(default="test", metadata={"help": "validation | test."})
+    eval_users: int | None = field(default=None, metadata={"help": "First N users of the split (0: all)."})
+    eval_batch_size: int | None = field(default=None, metadata={"help": "Users per ranking forward."})
+    zero_shot: bool | None = field(default=None, metadata={"help": "Also rank with the zero-shot LLM."})
+    summary_throughput_users: int | None = field(
+        default=None, metadata={"help": "Also time summarising this many users batched, against a 32nd of them "
+                                        "one at a time (0: no)."})
+    resume_from_checkpoint: bool = field(default=False, metadata={"help": "Resume training from its last "
+                                                                          "checkpoint."})
+    seed: int = field(default=42, metadata={"help": "Training and summary seed."})
+    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
+
+    def apply_preset(self) -> "TRSRScriptArguments":
+        if self.preset not in PRESETS:
+            raise ValueError(f"Unknown preset {self.preset!r}: use one of {list(PRESETS)}")
+        for key, value in PRESETS[self.preset].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.dtype is None:
+            self.dtype = "auto"
+        resolve_dtype(self.dtype)  # a clear error for an unknown name
+        self.modes()
+        for name in ("summary_generation_kwargs", "sft_args"):
+            json_flag(name, getattr(self, name))
+        if self.eval_split not in ("validation", "test"):
+            raise ValueError(f"--eval_split must be validation or test, got {self.eval_split!r}")
+        return self
+
+    def modes(self) -> list[SummaryMode]:
+        """The recommenders to train, in order (the first is the folder's own)."""
+        names = ["hierarchical", "recurrent", "none"] if self.summary_mode == "all" else \
+            [m.strip() for m in self.summary_mode.split(",") if m.strip()]
+        try:
+            modes = list(dict.fromkeys(SummaryMode(m) for m in names))
+        except ValueError:
+            raise ValueError(f"--summary_mode {self.summary_mode!r}: use hierarchical, recurrent, none, all or a "
+                             "comma-separated list of the first three") from None
+        if not modes:
+            raise ValueError("--summary_mode names no mode: use hierarchical, recurrent, none or all")
+        return modes
+
+    def summary_config(self, mode: SummaryMode, domain: str) -> TRSRSummaryConfig:
+        return TRSRSummaryConfig(
+            mode=mode, block_size=self.block_size, max_blocks=self.max_blocks, item_text_tokens=self.item_text_tokens,
+            max_new_tokens=self.summary_max_new_tokens, domain=domain, batch_size=self.summary_batch_size,
+            generation_kwargs=json_flag("summary_generation_kwargs", self.summary_generation_kwargs), seed=self.seed)
+
+
+def make_parser() -> HfArgumentParser:
+    return HfArgumentParser(
+        (TRSRScriptArguments,),
+        description="LLM-TRSR (block summaries + a LoRA yes/no recommender) on an LLM, with its comparison table.",
+        epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- steps
+@contextlib.contextmanager
+def timed(timings: dict, key: str):
+    """Wall seconds of the block, into ``timings[key]``."""
+    start = time.perf_counter()
+    yield
+    timings[key] = round(time.perf_counter() - start, 1)
+
+
+def start_run(args, argv) -> tuple[Path, str]:
+    """Logging, the seed and the run folder; returns the folder and the command recorded with the results."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    set_seed(args.seed)
+    shown = argv if argv is not None else sys.argv[1:]
+    return Path(args.output_dir), f"python trainers/sft_trsr.py {shlex.join(shown)}"
+
+
+def save_files(folder: Path, write) -> None:
+    """``write(tmp)`` saves into a temporary folder inside ``folder``; each file then moves in with an atomic
+    rename, so the folder never holds half a weights file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".saving-", dir=folder) as tmp:
+        write(Path(tmp))
+        for path in Path(tmp).iterdir():
+            os.replace(path, folder / path.name)
+
+
+def new_backbone(args):
+    """``(model, tokenizer)`` of the backbone, on the GPU when there is one."""
+    model, tok = load_backbone(args.backbone, dtype=args.dtype)
+    return (model.cuda() if torch.cuda.is_available() else model), tok
+
+
+def mode_dir(out: Path, modes: list[SummaryMode], mode: SummaryMode) -> Path:
+    return out if mode == modes[0] else out / "modes" / mode.value
+
+
+def is_trained(folder: Path, out: Path, mode: SummaryMode) -> bool:
+    """Whether ``folder`` holds this mode's trained adapter (an adapter of another mode there is an error: the
+    folder was trained with another --summary_mode order)."""
+    if not ((folder / "adapter_config.json").exists() and (out / "config.json").exists()):
+        return False
+    marker = folder / MODE_MARKER
+    saved = json.loads(marker.read_text())["summary_mode"] if marker.exists() else None
+    if saved != mode.value:
+        raise ValueError(f"{folder} holds a recommender trained with summary mode {saved!r}, not {mode.value!r}: "
+                         "pass --summary_mode in the order of that run (its first mode is the folder's own) or "
+                         "use another --output_dir")
+    return True
+
+
+def load_trained(args, folder: Path):
+    """A trained recommender: the backbone + the adapter saved in ``folder``."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(new_backbone(args)[0], str(folder)).eval()
+
+
+def summarize_all(args, modes, catalog, domain, train_rows, eval_rows, out: Path, need_training, timings):
+    """Per summary mode: the summariser (ranking reads its cache) and user id -> summary of the training rows, all
+    generated up front, batched across users (the main process first: the others then read the cache)."""
+    from accelerate import PartialState
+
+    summarizers, train_summaries = {}, {}
+    wanted = [m for m in modes if m != SummaryMode.NONE]
+    if not wanted:
+        return summarizers, train_summaries
+    model, tok = load_backbone(args.summarizer or args.backbone, dtype=args.dtype)
+    model = (model.cuda() if torch.cuda.is_available() else model).eval()
+    by_user = summary_histories(train_rows)
+    with timed(timings, "summaries_s"), PartialState().main_process_first():
+        for mode in wanted:  # in order: a later mode's generator reads what an earlier one wrote
+            summarizer = TRSRSummarizer(model, tok, catalog, out / SUMMARY_CACHE, args.summary_config(mode, domain))
+            users = list(by_user) if need_training(mode) else []
+            texts = summarizer.summarize([by_user[u] for u in users] + list(eval_rows["history"]),
+                                         user_ids=users + list(eval_rows["user_id"]), progress=not args.disable_tqdm)
+            summarizers[mode], train_summaries[mode] = summarizer, dict(zip(users, texts[: len(users)]))
+    return summarizers, train_summaries
+
+
+def summary_throughput(summarizer: TRSRSummarizer, histories, timings: dict) -> None:
+    """Users summarised per second (hierarchical, into fresh caches): ``histories`` batched as the run batches them,
+    against a 32nd of them (at least one) one user at a time with one prompt per generate call (the released code's
+    way); recorded as ``summary_users_per_s_batched`` / ``_one_at_a_time``."""
+    gen = summarizer.generator
+    config = dataclasses.replace(summarizer.config, mode=SummaryMode.HIERARCHICAL)
+    single = histories[: max(1, len(histories) // 32)]
+    for label, batch_size, parts in (("batched", config.batch_size, [histories]),
+                                     ("one_at_a_time", 1, [[h] for h in single])):
+        with tempfile.TemporaryDirectory(prefix="trsr-throughput-") as tmp:
+            fresh = TRSRSummarizer(gen.model, gen.tokenizer, summarizer.prompter.catalog, tmp,
+                                   dataclasses.replace(config, batch_size=batch_size))
+            start = time.perf_counter()
+            for part in parts:
+                fresh.summarize(part, progress=False)
+            timings[f"summary_users_per_s_{label}"] = round(sum(map(len, parts)) / (time.perf_counter() - start), 3)
+    logger.info("summaries: %.2f users/s batched (%d users), %.2f one at a time (%d users)",
+                timings["summary_users_per_s_batched"], len(histories), timings["summary_users_per_s_one_at_a_time"],
+                len(single))
+
+
+def train_recommender(args, mode: SummaryMode, folder: Path, out: Path, examples: list[dict], timings: dict):
+    """LoRA on a fresh backbone; the adapter is saved into ``folder`` (the first mode's folder also gets the base
+    weights and tokenizer: the adapter's base is ``out`` itself). Returns the trained model."""
+    model, tok = new_backbone(args)
+    model.name_or_path = str(out.resolve())  # what the saved adapter names as its base
+    if folder == out and int(os.environ.get("RANK", "0")) == 0:
+        save_files(out, lambda d: (model.save_pretrained(d), tok.save_pretrained(d)))
+    checkpoints = out / "checkpoints" / mode.value
+    config = dict(
+        output_dir=str(checkpoints), num_train_epochs=args.num_train_epochs, learning_rate=args.learning_rate,
+        per_device_train_batch_size=args.per_device_train_batch_size, max_steps=args.max_steps,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, seed=args.seed, lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha, lora_top_layers=args.lora_top_layers, disable_tqdm=args.disable_tqdm,
+        lora_target_modules=[m.strip() for m in args.lora_target_modules.split(",") if m.strip()],
+        compile_layers=args.compile_layers,
+    )
+    config.update(json_flag("sft_args", args.sft_args))
+    logger.info("%s: %d examples (mean %.0f tokens)", LABELS[mode], len(examples),
+                sum(len(e["input_ids"]) for e in examples) / max(len(examples), 1))
+    trainer = TRSRSFTTrainer(model=model, args=TRSRSFTConfig(**config), train_dataset=Dataset.from_list(examples),
+                             processing_class=tok)
+    resume = get_last_checkpoint(str(checkpoints)) if args.resume_from_checkpoint and checkpoints.exists() else None
+    with timed(timings, f"train_{mode.value}_s"):
+        trainer.train(resume_from_checkpoint=resume)
+    peft_model = trainer.accelerator.unwrap_model(trainer.model)
+    if trainer.is_world_process_zero():
+        save_files(folder, peft_model.save_pretrained)
+        atomic_write_json(folder / MODE_MARKER, {"summary_mode": mode.value})
+    trainer.accelerator.wait_for_everyone()
+    decompile_decoder_layers(peft_model)  # ranking gains nothing from compiled layers
+    return peft_model.eval()
+
+
+def copy_teacher(teacher_dir: Path, out: Path) -> None:
+    """The SR teacher next to the model (the pipeline reranks its top items): weights and config, not its
+    checkpoints."""
+    target = out / "teacher"
+    if Path(teacher_dir).resolve() == target.resolve():
+        return
+    with tempfile.TemporaryDirectory(prefix=".teacher-", dir=out) as tmp:
+        staged = Path(tmp) / "teacher"
+        shutil.copytree(teacher_dir, staged, ignore=shutil.ignore_patterns("checkpoint-*", "runs", "*.bin", "*.pt",
+                                                                           "*.pth", "*.pkl"))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staged, target)
+
+
+def save_recommender_info(args, out: Path, modes, teacher_dir: Path, ds, domain: str) -> None:
+    """What ``pipeline("next-item-recommendation", model=out)`` needs besides the weights: the dataset, the SR
+    teacher, the prompt settings and the summariser with its cache (the folder's own recommender is modes[0])."""
+    copy_teacher(teacher_dir, out)
+    main = modes[0]
+    write_recommender_info(
+        out, method="trsr", dataset=ds.name, data_dir=args.data_dir, split_seed=args.split_seed,
+        num_candidates=args.num_candidates, teacher="teacher", summary_mode=main.value,
+        modes={m.value: str(mode_dir(out, modes, m).relative_to(out)) for m in modes},
+        summary=None if main == SummaryMode.NONE else args.summary_config(main, domain).to_dict(),
+        block_size=args.block_size, max_blocks=args.max_blocks, summarizer=args.summarizer or args.backbone,
+        summarizer_dtype=str(resolve_dtype(args.dtype)).removeprefix("torch."), summary_cache=SUMMARY_CACHE,
+        domain=domain, item_text_tokens=args.item_text_tokens, recent_items=args.recent_items,
+        use_chat_template=True, answers=list(ANSWERS), eval_batch_size=args.eval_batch_size,
+    )
+
+
+def rank(table: RankingTable, label: str, model_type: str, scorer: YesNoScorer, eval_rows, timings: dict,
+         key: str, **extra) -> dict:
+    logger.info("ranking %d users with %s", len(eval_rows), label)
+    metrics = evaluate_scorer(scorer, eval_rows, "candidates", ks=KS, progress=False)
+    timings[key] = round(scorer.seconds, 1)
+    return table.add(label, model_type, metrics, len(eval_rows), **extra)
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict:
+    (args,) = make_parser().parse_args_into_dataclasses(args=argv)
+    out, command = start_run(args.apply_preset(), argv)
+    started, timings = time.perf_counter(), {}
+    with timed(timings, "teacher_s"):
+        teacher, teacher_dir = load_or_train_teacher(
+            out, args.teacher_dir, args.teacher, args.dataset, args.data_dir, args.teacher_epochs, args.seed,
+            args.split_seed, args.num_candidates, args.disable_tqdm)
+    ds = load_benchmark(args.dataset, data_dir=args.data_dir, num_candidates=args.num_candidates,
+                        seed=args.split_seed, max_history=50)
+    modes = args.modes()
+    trained = {m: is_trained(mode_dir(out, modes, m), out, m) for m in modes}
+    if all(trained.values()):
+        logger.info("%s already holds every trained recommender: evaluating them, not retraining", out)
+    domain = args.domain or ds.domain
+    catalog = ItemCatalog.from_items(ds.item_table)
+
+    eval_rows = ds[args.eval_split]
+    if args.eval_users:
+        eval_rows = eval_rows.select(range(min(args.eval_users, len(eval_rows))))
+    n = len(eval_rows)
+    table = RankingTable(ds.name, args.eval_split, args.num_candidates, args.split_seed, command)
+    table.add("popularity", "popularity", evaluate_scorer(popularity_scorer(ds["train"], ds.num_items), eval_rows,
+                                                          "candidates", ks=KS, progress=False), n)
+    teacher_name = teacher_display_name(teacher)
+    table.add(f"{teacher_name} (teacher)", teacher.config.model_type,
+              evaluate_scorer(sr_model_scorer(teacher), eval_rows, "candidates", ks=KS, progress=False), n)
+
+    train_rows = select_training_rows(ds["train"], args.train_rows_per_user, args.train_max_rows or None,
+                                      seed=args.seed + 1, stride=args.train_prefix_stride)
+    summarizers, train_summaries = summarize_all(args, modes, catalog, domain, train_rows, eval_rows, out,
+                                                 lambda m: not trained[m], timings)
+    if args.summary_throughput_users and summarizers and not all(trained.values()):
+        summary_throughput(next(iter(summarizers.values())), list(eval_rows["history"])[
+            : args.summary_throughput_users], timings)
+
+    # the recommender's prompts, in the backbone's tokens (the summariser may be another model)
+    tok = AutoTokenizer.from_pretrained(resolve_backbone(args.backbone))
+    prompter = TRSRPrompter(tok, catalog, domain=domain, item_text_tokens=args.item_text_tokens,
+                            recent_items=args.recent_items)
+    backbone_label = Path(resolve_backbone(args.backbone)).name
+    progress = not args.disable_tqdm
+    if args.zero_shot and not all(trained.values()):
+        first = summarizers.get(modes[0])
+        zero = first.generator.model if first is not None and args.summarizer is None else new_backbone(args)[0]
+        rank(table, f"zero-shot LLM ({backbone_label})", "llm-zero-shot",
+             YesNoScorer(zero, tok, prompter, first, args.eval_batch_size, progress), eval_rows, timings,
+             "rank_zero_shot_s", summary_mode=modes[0].value)
+
+    final = {}
+    for mode in modes:
+        folder = mode_dir(out, modes, mode)
+        if trained[mode]:
+            model = load_trained(args, folder)
+        else:
+            examples = build_training_examples(train_rows, prompter, ds.num_items, train_summaries.get(mode),
+                                               seed=args.seed + 2)
+            model = train_recommender(args, mode, folder, out, examples, timings)
+        scorer = YesNoScorer(model, tok, prompter, summarizers.get(mode), args.eval_batch_size, progress)
+        metrics = rank(table, LABELS[mode], "trsr", scorer, eval_rows, timings, f"rank_{mode.value}_s",
+                       summary_mode=mode.value)
+        final = final or metrics
+        del model, scorer
+    if int(os.environ.get("RANK", "0")) == 0:
+        save_recommender_info(args, out, modes, teacher_dir, ds, domain)
+    timings["total_s"] = round(time.perf_counter() - started, 1)
+    header = (f"LLM-TRSR on {ds.name} ({args.eval_split}, {args.num_candidates} candidates, backbone "
+              f"{backbone_label}, summaries {', '.join(m.value for m in modes)}, teacher {teacher_name} from "
+              f"{teacher_dir}, preset {args.preset}, {timings['total_s']:.0f} s)")
+    for record in table.records:
+        record["timings"] = timings
+    table.save(out, header)
+    return {label: metrics for label, _, metrics in table.rows} | {"timings": timings, "final": final}
+
+
+__all__ = ["PRESETS", "TRSRScriptArguments", "main", "make_parser"]
+
+if __name__ == "__main__":
+    main()

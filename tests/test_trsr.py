@@ -1,0 +1,353 @@
+"""LLM-TRSR on tiny models built here (no network): block segmentation, hierarchical and recurrent summaries through
+the cache (hits on rerun, resume after a crash), the yes/no prompt's token layout, training examples, P(yes) scoring
+against one forward per candidate, clear errors, and the script end to end under the registry's shared contract."""
+
+import io
+import json
+import random
+import uuid
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, pipeline
+
+import hfrec  # noqa: F401  registers the models and the pipeline task
+from hfrec.methods.common.prompts import ItemCatalog
+from hfrec.methods.common.scoring import rank_candidates
+from hfrec.methods.trsr.config import SummaryMode, TRSRSFTConfig, TRSRSummaryConfig
+from hfrec.methods.trsr.data import build_training_examples, summary_histories
+from hfrec.methods.trsr.prompts import TRSRPrompter
+from hfrec.methods.trsr.recommender import YesNoScorer
+from hfrec.methods.trsr.script import main as trsr_main
+from hfrec.methods.trsr.summaries import TRSRSummarizer, complete_sentences, split_blocks
+from hfrec.methods.trsr.trainer import TRSRSFTTrainer
+from hfrec.registry import METHODS, MethodSpec
+from test_generation import CountingModel, cache_table, lm, tok  # noqa: F401  (lm, tok: its fixtures)
+from test_methods import method_argv, tiny_setup  # noqa: F401  the registry's shared flags and tiny run setup
+from tiny_llm import tiny_lm, tiny_tokenizer  # tests/tiny_llm.py
+
+N_ITEMS = 30
+CATALOG = ItemCatalog.from_items({"item_id": list(range(1, N_ITEMS + 1)),
+                                  "title": [f"Film {i} ({1980 + i})" for i in range(1, N_ITEMS + 1)],
+                                  "genres": [("Drama", "Comedy", "Horror")[i % 3] for i in range(1, N_ITEMS + 1)],
+                                  "year": [str(1980 + i) for i in range(1, N_ITEMS + 1)]})
+CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>{% endfor %}"
+                 "{% if add_generation_prompt %}<assistant>{% endif %}")
+HISTORIES = [list(range(1, 13)), [3, 4], list(range(5, 15)), [7, 8, 9, 10, 11, 12, 13]]  # 3, 1, 2, 2 blocks of 5
+
+
+def config(mode="hierarchical", **kw):
+    return TRSRSummaryConfig(mode=mode, block_size=5, max_blocks=3, item_text_tokens=12, max_new_tokens=6,
+                             batch_size=3, **kw)
+
+
+# ------------------------------------------------------------------------------------------------ blocks
+@pytest.mark.parametrize("history, max_blocks, expected", [
+    ([1, 2, 3], 5, [[1, 2, 3]]),  # shorter than a block: one block
+    (list(range(1, 11)), 5, [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]),  # exactly two blocks
+    (list(range(1, 13)), 5, [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [11, 12]]),  # only the last block may be short
+    (list(range(1, 28)), 2, [[18, 19, 20, 21, 22], [23, 24, 25, 26, 27]]),  # more than max_blocks: the recent ones
+    ([0, 0, 4, 5], 5, [[4, 5]]),  # padding ids are not items
+])
+def test_split_blocks(history, max_blocks, expected):
+    assert split_blocks(history, block_size=5, max_blocks=max_blocks) == expected
+
+
+@pytest.mark.parametrize("text, kept", [
+    (" Likes dramas. Also enjoys com", "Likes dramas."),  # cut by the length budget: the unfinished sentence goes
+    ("Likes dramas. Enjoys comedies.", "Likes dramas. Enjoys comedies."),
+    ("Likes dramas and com", "Likes dramas and com"),  # a single sentence stays, however it ends
+    ("Loves noir! Hates musicals? Maybe", "Loves noir! Hates musicals?"),
+])
+def test_complete_sentences(text, kept):
+    assert complete_sentences(text) == kept
+
+
+def test_split_blocks_refuses_empty_histories_and_bad_sizes():
+    with pytest.raises(ValueError, match="Empty history"):
+        split_blocks([0, 0])
+    with pytest.raises(ValueError, match="block_size and max_blocks must be >= 1"):
+        split_blocks([1, 2], block_size=0)
+
+
+# ------------------------------------------------------------------------------------------------ summaries
+def test_hierarchical_summaries_one_per_user_batched_and_cached(lm, tok, tmp_path):
+    spy = CountingModel(lm)
+    summarizer = TRSRSummarizer(spy, tok, CATALOG, tmp_path, config())
+    detailed = summarizer.summarize_detailed(HISTORIES, user_ids=[10, 11, 12, 13], progress=False)
+    assert [len(d.blocks) for d in detailed] == [3, 1, 2, 2]
+    assert [len(d.steps) for d in detailed] == [3, 1, 2, 2]  # one summary per block
+    assert detailed[1].summary == detailed[1].steps[0]  # one block: no merge
+    # 8 block prompts (users' blocks batched together: 3 calls of 3), then 3 merges (1 call)
+    assert spy.calls == 3 + 1
+    summaries = [d.summary for d in detailed]
+    assert len(set(summaries)) > 1  # the users' summaries differ: the comparisons below are not trivial
+    again = TRSRSummarizer(spy, tok, CATALOG, tmp_path, config())  # a rerun reads the disk cache
+    assert again.summarize(HISTORIES, progress=False) == summaries and spy.calls == 4
+    keys = set(cache_table(tmp_path)["key"])
+    assert {"user 10: block 1", "user 10: merge", "user 11: block 1"} <= keys
+
+
+def test_recurrent_summaries_update_block_by_block_and_share_the_first_step(lm, tok, tmp_path):
+    hierarchical = TRSRSummarizer(lm, tok, CATALOG, tmp_path, config()).summarize_detailed(HISTORIES, progress=False)
+    spy = CountingModel(lm)
+    recurrent = TRSRSummarizer(spy, tok, CATALOG, tmp_path, config("recurrent"))
+    detailed = recurrent.summarize_detailed(HISTORIES, progress=False)
+    assert [len(d.steps) for d in detailed] == [3, 1, 2, 2] and [d.summary for d in detailed] == \
+        [d.steps[-1] for d in detailed]
+    # step 1 is the hierarchical block prompt (cached); step 2 updates 3 users (1 call), step 3 one user (1 call)
+    assert spy.calls == 2
+    assert [d.steps[0] for d in detailed] == [h.steps[0] for h in hierarchical]
+    assert detailed[0].steps[1] != hierarchical[0].steps[1]  # an update, not the block alone
+    assert TRSRSummarizer(spy, tok, CATALOG, tmp_path, config("recurrent")).summarize(HISTORIES, progress=False) == \
+        [d.summary for d in detailed] and spy.calls == 2
+
+
+@pytest.mark.parametrize("mode", ["hierarchical", "recurrent"])
+def test_interrupted_summaries_resume_to_the_uninterrupted_result(lm, tok, tmp_path, mode):
+    want = TRSRSummarizer(lm, tok, CATALOG, tmp_path / "full", config(mode)).summarize(HISTORIES, progress=False)
+    crashing = CountingModel(lm, crash_on_call=2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        TRSRSummarizer(crashing, tok, CATALOG, tmp_path / "run", config(mode)).summarize(HISTORIES, progress=False)
+    assert len(cache_table(tmp_path / "run")) == 3  # the first batch was kept
+    resumed = CountingModel(lm)
+    got = TRSRSummarizer(resumed, tok, CATALOG, tmp_path / "run", config(mode)).summarize(HISTORIES, progress=False)
+    assert got == want
+    # what the crash left: hierarchical 5 block prompts (2 calls) + the merges; recurrent the 4th first step, then
+    # the updates of step 2 and of step 3 (a call each)
+    assert resumed.calls == 3
+
+
+def test_summaries_do_not_depend_on_the_other_users(lm, tok, tmp_path):
+    together = TRSRSummarizer(lm, tok, CATALOG, tmp_path / "a", config()).summarize(HISTORIES, progress=False)
+    alone = [TRSRSummarizer(lm, tok, CATALOG, tmp_path / "b", config()).summarize([h], progress=False)[0]
+             for h in HISTORIES[::-1]]
+    assert alone[::-1] == together
+
+
+def test_summary_throughput_is_measured_into_fresh_caches(lm, tok, tmp_path):
+    from hfrec.methods.trsr.script import summary_throughput
+
+    summarizer = TRSRSummarizer(lm, tok, CATALOG, tmp_path, config("recurrent"))
+    timings = {}
+    summary_throughput(summarizer, HISTORIES, timings)
+    assert timings["summary_users_per_s_batched"] > 0 and timings["summary_users_per_s_one_at_a_time"] > 0
+    assert not list(tmp_path.iterdir())  # the run's own cache is not touched
+
+
+def test_summary_bad_input(lm, tok, tmp_path):
+    summarizer = TRSRSummarizer(lm, tok, CATALOG, tmp_path, config())
+    with pytest.raises(ValueError, match=r"History 1 \(user 8\): Empty history"):
+        summarizer.summarize([[1, 2], []], user_ids=[7, 8], progress=False)
+    untitled = ItemCatalog.from_items({1: "Film 1", 2: None, 3: "Film 3"})
+    with pytest.raises(ValueError, match=r"Item\(s\) \[2\] have no title"):
+        TRSRSummarizer(lm, tok, untitled, tmp_path, config()).summarize([[1, 2, 3]], progress=False)
+    with pytest.raises(ValueError, match="Unknown summary mode 'tree'"):
+        config("tree")
+    with pytest.raises(ValueError, match="means no summariser"):
+        config("none")
+    with pytest.raises(ValueError, match="block_size must be a positive integer"):
+        TRSRSummaryConfig(block_size=0)
+
+
+def test_push_cache_and_from_hub(lm, tok, tmp_path, hub_server):
+    """The cache travels as a Hub dataset: one parquet file where Dataset.push_to_hub puts it (the loopback test hub
+    takes no LFS upload, so the file is committed as a regular one; see test_generation)."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    want = TRSRSummarizer(lm, tok, CATALOG, tmp_path / "a", config()).summarize(HISTORIES, progress=False)
+    parquet = io.BytesIO()
+    cache_table(tmp_path / "a").to_parquet(parquet)
+    api, repo_id = HfApi(endpoint=hub_server.endpoint), f"hfrec-tester/trsr-summaries-{uuid.uuid4().hex[:8]}"
+    api.create_repo(repo_id, repo_type="dataset")
+    api.create_commit(repo_id, [CommitOperationAdd("data/train-00000-of-00001.parquet", parquet.getvalue())],
+                      commit_message="summaries", repo_type="dataset")
+    spy = CountingModel(lm)
+    pulled = TRSRSummarizer.from_hub(repo_id, spy, tok, CATALOG, tmp_path / "b", config())
+    assert pulled.summarize(HISTORIES, progress=False) == want and spy.calls == 0  # same keys: nothing generated
+    pushed = []
+    pulled.generator.push_to_hub = lambda repo, **kw: pushed.append((repo, kw))
+    pulled.push_cache("me/summaries", private=True)
+    assert pushed == [("me/summaries", {"private": True})]
+
+
+# ------------------------------------------------------------------------------------------------ prompts, examples
+@pytest.mark.parametrize("chat", [False, True])
+def test_example_ids_are_prompt_candidate_suffix_answer(chat):
+    tok = tiny_tokenizer()
+    if chat:
+        tok.chat_template = CHAT_TEMPLATE
+    prompter = TRSRPrompter(tok, CATALOG, item_text_tokens=40, recent_items=2)
+    prompt = prompter.prompt_ids("Likes dramas.", [1, 2, 3])
+    text = tok.decode(prompt)
+    assert "Likes dramas." in text and "Film 2 (1982) (genres: Horror)" in text and "Film 1 (" not in text
+    assert "year:" not in text  # the title already shows the year
+    assert text.startswith("<system>") == chat
+    assert tok.decode(prompter.suffix_ids) == ("</user><assistant>" if chat else "\nAnswer: ")
+    pos, neg = prompter.examples("Likes dramas.", [1, 2, 3], [7, 9], [True, False])
+    yes, no = (tok(a, add_special_tokens=False)["input_ids"][0] for a in ("Yes", "No"))
+    for example, item, answer in ((pos, 7, yes), (neg, 9, no)):
+        body = prompt + tok(prompter.item_text(item), add_special_tokens=False)["input_ids"] + prompter.suffix_ids
+        assert example["input_ids"] == body + [answer]
+        assert example["labels"] == [-100] * len(body) + [answer]  # only the answer is learned
+    without = tok.decode(prompter.prompt_ids(None, [1, 2, 3]))
+    assert "Preference summary" not in without and "Preference summary" in text
+
+
+def test_prompter_bad_input(tok):
+    with pytest.raises(ValueError, match="start with the same token"):
+        TRSRPrompter(tok, CATALOG, answers=("Yes", "Yeah"))  # byte tokens: both start with "Y"
+    prompter = TRSRPrompter(tok, CATALOG)
+    with pytest.raises(ValueError, match="Empty history"):
+        prompter.prompt_ids("x", [0])
+    with pytest.raises(ValueError, match=r"Unknown item id\(s\) \[99\]"):
+        prompter.prompt_ids("x", [1, 99])
+
+
+def test_training_examples_are_one_positive_one_negative(tok):
+    prompter = TRSRPrompter(tok, CATALOG, item_text_tokens=20, recent_items=3)
+    rows = [{"user_id": 1, "history": [1, 2, 3], "target": 4}, {"user_id": 1, "history": [1, 2, 3, 4], "target": 5},
+            {"user_id": 2, "history": [9, 8], "target": 7}]
+    assert summary_histories(rows) == {1: [1, 2, 3], 2: [9, 8]}  # the earliest row: no target of another row
+    examples = build_training_examples(rows, prompter, N_ITEMS, {1: "likes low ids", 2: "likes high ids"}, seed=3)
+    assert len(examples) == 2 * len(rows)
+    answers = [e["labels"][-1] for e in examples]
+    assert answers == prompter.answer_ids * len(rows)  # Yes (target), No (negative), per row
+    for row, pos, neg in zip(rows, examples[::2], examples[1::2]):
+        prompt = prompter.prompt_ids("likes low ids" if row["user_id"] == 1 else "likes high ids", row["history"])
+        assert pos["input_ids"][: len(prompt)] == prompt == neg["input_ids"][: len(prompt)]
+        negative = tok.decode(neg["input_ids"][len(prompt): -1 - len(prompter.suffix_ids)])
+        item = next(i for i in range(1, N_ITEMS + 1) if prompter.item_text(i) == negative)
+        assert item not in row["history"] and item != row["target"]
+    assert build_training_examples(rows, prompter, N_ITEMS, None, seed=3)[0]["input_ids"] != examples[0]["input_ids"]
+    with pytest.raises(ValueError, match="No summary for user 2"):
+        build_training_examples(rows, prompter, N_ITEMS, {1: "x"})
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+def test_yes_probabilities_equal_one_forward_per_candidate(tok, lm, tmp_path):
+    prompter = TRSRPrompter(tok, CATALOG, item_text_tokens=20, recent_items=2)
+    summarizer = TRSRSummarizer(lm, tok, CATALOG, tmp_path, config())
+    scorer = YesNoScorer(lm, tok, prompter, summarizer, batch_size=2)
+    rows = {"history": HISTORIES, "candidates": [[5, 6, 7], [1, 2, 30], [9, 3, 4], [20, 21, 22]]}
+    probs = scorer(rows, "candidates")
+    assert probs.shape == (4, 3) and bool(((probs >= 0) & (probs <= 1)).all())
+    ranked = rank_candidates(probs, torch.tensor(rows["candidates"]))
+    assert [sorted(r) for r in ranked.tolist()] == [sorted(c) for c in rows["candidates"]]
+    summaries = summarizer.summarize(HISTORIES, progress=False)
+    with torch.no_grad():
+        for u, (history, cands) in enumerate(zip(rows["history"], rows["candidates"])):
+            for c, item in enumerate(cands):
+                ids = prompter.prompt_ids(summaries[u], history) + prompter.candidate_ids(item) + prompter.suffix_ids
+                logits = lm(torch.tensor([ids])).logits[0, -1, prompter.answer_ids]
+                assert probs[u, c].item() == pytest.approx(logits.softmax(-1)[0].item(), abs=1e-5)
+    with pytest.raises(ValueError, match="protocol 'candidates'"):
+        scorer(rows, "full")
+
+
+# ------------------------------------------------------------------------------------------------ training
+def test_trainer_adapts_the_attention_projections_and_learns(tok, tmp_path):
+    prompter = TRSRPrompter(tok, CATALOG, item_text_tokens=10, recent_items=2)
+    rng = random.Random(0)
+    rows = [{"user_id": u, "history": [rng.randint(1, 10) for _ in range(3)], "target": rng.randint(1, 10)}
+            for u in range(8)]
+    examples = build_training_examples(rows, prompter, N_ITEMS, None, seed=0)
+    args = TRSRSFTConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4, learning_rate=1e-2,
+                         use_cpu=True, disable_tqdm=True, save_strategy="no")
+    assert args.lora_target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"] and args.lora_r == 8
+    trainer = TRSRSFTTrainer(tiny_lm(seed=2), args, train_dataset=Dataset.from_list(examples),
+                             processing_class=tok)
+    trainable = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n, p in trainer.model.named_parameters()
+                 if p.requires_grad}
+    assert trainable == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
+    trainer.train()
+    assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters() if n in before)
+    with pytest.raises(TypeError, match="TRSRSFTConfig"):
+        TRSRSFTTrainer(tiny_lm(), args=object(), processing_class=tok)
+
+
+# ------------------------------------------------------------------------------------------------ script
+TRSR_SPEC = MethodSpec("trsr", "LLM-TRSR", ("trsr",), "hfrec.methods.trsr.script",
+                       "hfrec.methods.trsr.recommender:load_recommender", "trainers/sft_trsr.py",
+                       presets=("cpu", "gpu"))
+
+
+@pytest.fixture(scope="module")
+def registered():
+    """The registry line LLM-TRSR will have (hfrec/registry.py is not this method's to edit)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(METHODS, "trsr", TRSR_SPEC)
+        yield TRSR_SPEC
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_setup, registered):  # noqa: F811  (tiny_setup is the fixture imported above)
+    out = tiny_setup["root"] / "trsr"
+    argv = method_argv(tiny_setup, out)
+    return {"trsr": (out, trsr_main(argv), argv)}
+
+
+def test_script_passes_the_registry_contract(trained, tiny_setup, registered):  # noqa: F811
+    import test_methods
+
+    test_methods.test_method_trains_saves_reloads_and_ranks("trsr", trained)
+    test_methods.test_pipeline_ranks_given_candidates_and_retrieves_without("trsr", trained, tiny_setup)
+
+
+def test_script_rows_folder_and_summary_cache(trained):
+    out, result, argv = trained["trsr"]
+    records = json.loads((out / "eval_results.json").read_text())
+    own = {r["summary_mode"]: r for r in records if r["model_type"] == "trsr"}
+    assert set(own) == {"hierarchical", "recurrent"}  # the cpu preset trains both summary modes
+    assert {"HR@3", "MRR@3", "MRR@10", "NDCG@5"} <= set(own["recurrent"]["metrics"])
+    assert result["final"] == own["hierarchical"]["metrics"]
+    info = json.loads((out / "hfrec_recommender.json").read_text())
+    assert info["method"] == "trsr" and info["summary_mode"] == "hierarchical" and info["teacher"] == "teacher"
+    assert info["modes"] == {"hierarchical": ".", "recurrent": "modes/recurrent"}
+    assert (out / "teacher" / "config.json").exists() and (out / "modes" / "recurrent" / "adapter_config.json").exists()
+    base = json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert base == str(out.resolve())
+    model = AutoModelForCausalLM.from_pretrained(str(out))  # base + adapter from the one folder
+    assert hasattr(model, "peft_config")
+    shards = sorted(p.name for p in (out / "summaries").glob("shard-*"))
+    assert shards and len(cache_table(out / "summaries")) > 0
+    trsr_main(argv)  # reruns reload the recommenders and read every summary from the cache
+    assert sorted(p.name for p in (out / "summaries").glob("shard-*")) == shards
+    with pytest.raises(ValueError, match="trained with summary mode 'hierarchical', not 'recurrent'"):
+        trsr_main([*argv, "--summary_mode", "recurrent,hierarchical"])  # the folder's own adapter is hierarchical
+
+
+def test_pipeline_scores_equal_the_scripts_model(trained, tiny_setup, registered):  # noqa: F811
+    """The pipeline loads the folder (base + adapter through transformers); the script reloads the backbone + the
+    adapter with PEFT: the same P(yes)."""
+    from peft import PeftModel
+
+    from hfrec.data import load_benchmark
+
+    out, _, _ = trained["trsr"]
+    ds = load_benchmark("atomic", data_dir=str(tiny_setup["data"]), num_candidates=10, seed=42)
+    row = ds["test"][1]
+    shards = sorted((out / "summaries").glob("shard-*"))
+    recommend = pipeline("next-item-recommendation", model=str(out))
+    scorer = recommend.recommender.scorer
+    assert scorer.summarizer.mode == SummaryMode.HIERARCHICAL
+    ranked = recommend({"history": row["history"], "candidates": row["candidates"]}, top_k=10)
+    assert sorted((out / "summaries").glob("shard-*")) == shards  # the run's summary of this user was found
+    script_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_setup["backbone"]), str(out))
+    want = YesNoScorer(script_model, scorer.tokenizer, scorer.prompter, scorer.summarizer)(
+        {"history": [row["history"]], "candidates": [row["candidates"]]}, "candidates")[0]
+    got = {r["item_id"]: r["score"] for r in ranked}
+    assert [got[c] for c in row["candidates"]] == pytest.approx(want.tolist(), abs=1e-6)
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--summary_mode", "tree"], "--summary_mode 'tree'"),
+    (["--preset", "tpu"], "Unknown preset 'tpu'"),
+    (["--dtype", "float8"], "Unknown dtype 'float8'"),
+    (["--summary_generation_kwargs", "top_p=0.9"], "--summary_generation_kwargs must be a JSON object"),
+])
+def test_script_bad_flags(flags, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        trsr_main(["--output_dir", str(tmp_path), *flags])
