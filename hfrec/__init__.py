@@ -18,6 +18,8 @@ from .models import (
     DELRecModel,
     GRU4RecConfig,
     GRU4RecModel,
+    P2RecConfig,
+    PreferenceParserLM,
     SASRecConfig,
     SASRecModel,
     SequentialRecommenderOutput,
@@ -31,6 +33,11 @@ _LAZY = {
     "DELRecSFTTrainer": ".methods.delrec.trainer",
     "DELRecDistillConfig": ".methods.delrec.config",
     "DELRecSFTConfig": ".methods.delrec.config",
+    "PreferenceParserTrainer": ".methods.p2rec.trainer",
+    "PreferenceParserSFTConfig": ".methods.p2rec.config",
+    "TRSRSummarizer": ".methods.trsr.summaries",
+    "TRSRSFTTrainer": ".methods.trsr.trainer",
+    "TRSRSFTConfig": ".methods.trsr.config",
     "HfrecSFTConfig": ".methods.common.sft",
     "LoRASFTConfig": ".methods.common.sft",
     "HfrecSFTTrainer": ".methods.common.sft",
@@ -57,6 +64,6 @@ def __getattr__(name):
 
 __all__ = [
     "BENCHMARKS", "SR_MODELS", "CaserConfig", "CaserModel", "DELRecConfig", "DELRecForCausalLM", "DELRecModel",
-    "GRU4RecConfig", "GRU4RecModel", "SASRecConfig", "SASRecModel", "SequentialRecommenderOutput",
-    "SoftPromptConfig", "SoftPromptEncoder", "load_benchmark", "load_items", "ranking_metrics", *_LAZY,
+    "GRU4RecConfig", "GRU4RecModel", "P2RecConfig", "PreferenceParserLM", "SASRecConfig", "SASRecModel",
+    "SequentialRecommenderOutput", "SoftPromptConfig", "SoftPromptEncoder", "load_benchmark", "load_items", "ranking_metrics", *_LAZY,
 ]

@@ -59,6 +59,11 @@ METHODS: dict[str, MethodSpec] = {
                        "hfrec.methods.trsr.recommender:load_recommender", "trainers/sft_trsr.py",
                        presets=("cpu", "gpu"), tags=("summaries", "lora", "yes-no"),
                        paper="Harnessing Large Language Models for Text-Rich Sequential Recommendation"),
+    # P2Rec's output folder is the enhanced SR model: the SR recommender serves it
+    "p2rec": MethodSpec("p2rec", "P2Rec", ("p2rec",), "hfrec.methods.p2rec.script", "hfrec.pipelines:sr_recommender",
+                        "trainers/sft_p2rec.py", presets=("cpu", "gpu"), tags=("preference-parsing", "lora"),
+                        paper="A Practice-Friendly LLM-Enhanced Paradigm with Preference Parsing for Sequential "
+                              "Recommendation"),
 }
 
 

@@ -15,6 +15,7 @@ from ..hub import enable_card_push
 from .caser import CaserConfig, CaserModel, CaserPreTrainedModel
 from .delrec import DELRecConfig, DELRecForCausalLM, DELRecModel, SoftPromptConfig, SoftPromptEncoder
 from .gru4rec import GRU4RecConfig, GRU4RecModel, GRU4RecPreTrainedModel
+from .p2rec import P2RecConfig, PreferenceParserLM
 from .sasrec import SASRecConfig, SASRecModel, SASRecPreTrainedModel, SequentialRecommenderOutput
 
 
@@ -32,12 +33,15 @@ for _model_type, (_config_class, _model_class) in SR_MODELS.items():
     enable_card_push(_model_class)  # `model.push_to_hub(repo)` also uploads the generated model card
 del _model_type, _config_class, _model_class
 enable_card_push(DELRecForCausalLM)
+enable_card_push(PreferenceParserLM)
 
 
 __all__ = [
     "SR_MODELS",
     "DELRecConfig",
     "DELRecForCausalLM",
+    "P2RecConfig",
+    "PreferenceParserLM",
     "DELRecModel",
     "SoftPromptConfig",
     "SoftPromptEncoder",

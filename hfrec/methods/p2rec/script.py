@@ -1,0 +1,483 @@
+"""P2Rec end to end: SR teacher -> latent categories -> preference-parser SFT -> item embeddings -> the same SR model
+trained from scratch and with the embeddings -> ranking table.
+
+    python trainers/sft_p2rec.py --preset cpu --output_dir runs/p2rec-cpu
+    accelerate launch --config_file hfrec/trainers/accelerate_configs/single_gpu.yaml \\
+        trainers/sft_p2rec.py --preset gpu --teacher_dir runs/sasrec-ml100k --output_dir runs/p2rec-gpu
+    hfrec train p2rec --preset cpu --output_dir runs/p2rec-cpu          # the same, through the CLI
+
+Stages (each skipped when its output is already in the folder, so a rerun on a finished folder reloads the saved
+models and only re-ranks):
+
+1. latent categories: k-means (scikit-learn) over the teacher's item embeddings (``OUTPUT/parser/categories.json``);
+2. information reconstruction: ``PreferenceParserLM`` (LoRA + head) learns each user's category distribution from a
+   prompt of the user's training sequence, one example per user (``--instance_level true``: one per interaction
+   prefix, for the cost comparison); saved in ``OUTPUT/parser`` (base + adapter + tokenizer);
+3. information augmentation: every item through the parser (``OUTPUT/item_embeddings``, a cached ``datasets`` table);
+4. the SR model (``--sr_model``) trained twice per seed of ``--sr_seeds`` with the same settings: from scratch and
+   with the table loaded (``--embedding_mode``). The first seed's enhanced model is ``OUTPUT`` itself (an ordinary
+   hfrec SR model: ``AutoModel``, the pipeline), its scratch twin ``OUTPUT/scratch``; further seeds go to
+   ``OUTPUT/seed-<s>`` and ``OUTPUT/seed-<s>/scratch``.
+
+The table ranks popularity, the teacher and both SR models of every seed on the same users and stored candidates,
+and both SR models on full ranking (history masked) of the same users; with several seeds, mean rows with the
+standard deviation (``metrics_std``).
+
+Presets (fields left unset take the preset's value; any flag overrides); weights default to ``--dtype auto``:
+
+``cpu``  sized for a 2-core CPU, offline, SmolLM2-135M-Instruct: 20 categories, the last 10 items of 96 users
+         (a seeded subset) in the prompt, item texts cut to 16 tokens, 1 epoch, LoRA on q/v of the top 10 layers,
+         SASRec for at most 20 epochs, one seed (2020), every test user.
+``gpu``  every user, the last 50 items, 32-token item texts, 2 epochs, LoRA on every linear layer, SASRec for up
+         to 200 epochs (early stopping), seeds 2020, 2021, 2022, every test user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import AutoModel, HfArgumentParser, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from ...data import load_benchmark, training_sequences
+from ...evaluation import evaluate_scorer, popularity_scorer
+from ...models.p2rec import PreferenceParserLM
+from ...trainers.sr_config import SRTrainingConfig
+from ...trainers.sr_trainer import SRTrainer, evaluate_sr_model
+from ...trainers.train_sr import SRScriptArguments, build_model
+from ...utils import atomic_write_json
+from ..common.backbones import resolve_dtype
+from ..common.prompts import ItemCatalog
+from ..common.ranking import RankingTable, write_recommender_info
+from ..common.teachers import load_or_train_teacher, teacher_display_name
+from ..delrec.script import save_into
+from .categories import teacher_item_categories
+from .config import PreferenceParserSFTConfig
+from .data import build_parser_examples
+from .embeddings import EMBEDDING_MODES, EMBEDDING_SCALES, item_embedding_table, load_enhanced_embeddings
+from .prompts import PROMPT_VERSION, PreferencePrompter
+from .trainer import PreferenceParserTrainer
+
+logger = logging.getLogger("hfrec.p2rec")
+
+PRESETS: dict[str, dict] = {
+    "cpu": dict(
+        num_categories=20, max_history=10, item_max_tokens=16, max_examples=96, sft_epochs=1.0, learning_rate=5e-4,
+        per_device_train_batch_size=8, gradient_accumulation_steps=1, lora_target_modules="q_proj,v_proj",
+        lora_top_layers=10, embedding_batch_size=32, sr_epochs=20.0, sr_seeds="2020", teacher_epochs=20.0,
+        eval_users=None,
+    ),
+    "gpu": dict(
+        num_categories=20, max_history=50, item_max_tokens=32, max_examples=None, sft_epochs=2.0, learning_rate=2e-4,
+        per_device_train_batch_size=16, gradient_accumulation_steps=1, lora_target_modules="all-linear",
+        lora_top_layers=0, embedding_batch_size=128, sr_epochs=200.0, sr_seeds="2020,2021,2022",
+        teacher_epochs=200.0, eval_users=None,
+    ),
+}
+SR_LABELS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser"}
+# flags that change only how the finished models are ranked or shown: a rerun may change them
+EVAL_ONLY = ("output_dir", "preset", "num_candidates", "eval_split", "eval_users", "eval_batch_size", "disable_tqdm",
+             "resume_from_checkpoint", "embedding_batch_size")
+SETTINGS_NAME = "p2rec_settings.json"
+PARSER_STATS_NAME = "p2rec_parser.json"
+
+
+@dataclass
+class P2RecScriptArguments:
+    output_dir: str = field(default="runs/p2rec", metadata={"help": "Where everything is written."})
+    preset: str = field(default="cpu", metadata={"help": "cpu | gpu | none: defaults for the fields left unset."})
+    dataset: str = field(default="ml-100k", metadata={"help": "Benchmark name (hfrec.data.BENCHMARKS)."})
+    data_dir: str | None = field(default=None, metadata={"help": "Folder of RecBole atomic files (optional)."})
+    num_candidates: int = field(default=20, metadata={"help": "Candidates per test user (stored lists)."})
+    split_seed: int = field(default=42, metadata={"help": "Seed of the stored candidate lists."})
+    backbone: str | None = field(
+        default=None, metadata={"help": "Causal LM: Hub id or folder; unset = offline SmolLM2-135M-Instruct."}
+    )
+    dtype: str | None = field(default=None, metadata={"help": "Backbone weights: auto | float32 | bfloat16 | float16."})
+    teacher_dir: str | None = field(
+        default=None, metadata={"help": "A trained hfrec SR model folder; unset = train one into OUTPUT/teacher."}
+    )
+    teacher: str = field(default="sasrec", metadata={"help": "SR model to train when no teacher_dir is given."})
+    teacher_epochs: float | None = field(default=None, metadata={"help": "Epoch cap when training the teacher."})
+    num_categories: int | None = field(default=None, metadata={"help": "K latent categories (k-means clusters)."})
+    kmeans_n_init: int = field(default=10, metadata={"help": "k-means restarts (seeded by --seed)."})
+    teacher_mix: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the teacher's predicted category distribution in the target (0: category "
+                  "frequencies only)."},
+    )
+    max_history: int | None = field(default=None, metadata={"help": "Most recent items in the prompt (and target)."})
+    item_max_tokens: int | None = field(default=None, metadata={"help": "Token budget of each item's text."})
+    item_fields: str | None = field(
+        default=None, metadata={"help": "Comma-separated item text fields after the title; unset = every field."}
+    )
+    domain: str | None = field(default=None, metadata={"help": "Prompt wording; unset = the dataset's domain."})
+    pooling: str = field(default="last", metadata={"help": "last (last real token) | mean (over real tokens)."})
+    instance_level: bool = field(
+        default=False,
+        metadata={"help": "One SFT example per interaction prefix instead of one per user (the cost comparison)."},
+    )
+    max_examples: int | None = field(default=None, metadata={"help": "Seeded subset of at most N SFT examples."})
+    sft_epochs: float | None = field(default=None, metadata={"help": "Epochs of the parser SFT."})
+    learning_rate: float | None = field(default=None, metadata={"help": "Learning rate of the LoRA weights and head."})
+    per_device_train_batch_size: int | None = field(default=None, metadata={"help": "SFT batch per device."})
+    gradient_accumulation_steps: int | None = field(default=None, metadata={"help": "SFT accumulation steps."})
+    max_steps: int = field(default=-1, metadata={"help": "Stop the parser SFT after N steps (-1: the epochs)."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank (0: train the head only)."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    lora_target_modules: str | None = field(
+        default=None, metadata={"help": "Comma-separated module names, or all-linear."}
+    )
+    lora_top_layers: int | None = field(default=None, metadata={"help": "LoRA on the last N layers only (0: all)."})
+    sft_args: str = field(default="{}", metadata={"help": "JSON: any other PreferenceParserSFTConfig fields."})
+    embedding_batch_size: int | None = field(default=None, metadata={"help": "Items per forward for the table."})
+    sr_model: str = field(default="sasrec",
+                          metadata={"help": "SR model enhanced and compared: sasrec | gru4rec | caser."})
+    sr_model_kwargs: str = field(default="{}", metadata={"help": "JSON of SR config overrides."})
+    sr_max_seq_length: int = field(default=50, metadata={"help": "Items of history the SR model reads."})
+    sr_epochs: float | None = field(default=None, metadata={"help": "Epoch cap of each SR model (early stopping)."})
+    sr_seeds: str | None = field(default=None, metadata={"help": "Comma-separated seeds of the SR comparison."})
+    sr_args: str = field(default="{}", metadata={"help": "JSON: any other SRTrainingConfig fields."})
+    embedding_mode: str = field(
+        default="auto",
+        metadata={"help": "auto (init, PCA when wider; fuse when narrower) | init | frozen | fuse "
+                  "(docs/CONTRACTS.md, load_item_embeddings)."},
+    )
+    embedding_scale: str = field(
+        default="match_init", metadata={"help": "match_init (the spread of the SR model's own init) | none."}
+    )
+    eval_split: str = field(default="test", metadata={"help": "validation | test."})
+    eval_users: int | None = field(default=None, metadata={"help": "First N users of the split (unset: all)."})
+    eval_batch_size: int = field(default=512, metadata={"help": "Users per SR ranking batch."})
+    resume_from_checkpoint: bool = field(default=False, metadata={"help": "Resume the parser SFT from its checkpoint."})
+    seed: int = field(default=42, metadata={"help": "Seed of the teacher, k-means, the SFT subset and the SFT."})
+    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
+
+    def apply_preset(self) -> "P2RecScriptArguments":
+        if self.preset not in (*PRESETS, "none"):
+            raise ValueError(f"Unknown preset {self.preset!r}: use one of {[*PRESETS, 'none']}")
+        # preset none: the cpu sizes, but every user and every example unless capped
+        values = PRESETS.get(self.preset) or {**PRESETS["cpu"], "max_examples": None, "eval_users": None}
+        for key, value in values.items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.dtype is None:
+            self.dtype = "auto"
+        resolve_dtype(self.dtype)  # a clear error for an unknown name
+        if self.embedding_mode not in EMBEDDING_MODES:
+            raise ValueError(f"--embedding_mode {self.embedding_mode!r} is unknown; use one of {EMBEDDING_MODES}")
+        if self.embedding_scale not in EMBEDDING_SCALES:
+            raise ValueError(f"--embedding_scale {self.embedding_scale!r} is unknown; use one of {EMBEDDING_SCALES}")
+        if self.sr_model not in SR_LABELS:
+            raise ValueError(f"--sr_model {self.sr_model!r} is unknown; use one of {sorted(SR_LABELS)}")
+        self.seeds()  # a clear error for a bad list
+        return self
+
+    def seeds(self) -> list[int]:
+        try:
+            seeds = [int(s) for s in str(self.sr_seeds).split(",") if s.strip()]
+        except ValueError:
+            raise ValueError(f"--sr_seeds must be comma-separated integers, e.g. 2020,2021,2022; got "
+                             f"{self.sr_seeds!r}") from None
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError(f"--sr_seeds needs at least one seed and no repeats, got {self.sr_seeds!r}")
+        return seeds
+
+
+def make_parser() -> HfArgumentParser:
+    return HfArgumentParser(
+        (P2RecScriptArguments,),
+        description="P2Rec (preference parsing): LLM-enhanced item embeddings for an SR model, with its comparison "
+                    "table against the same SR model trained from scratch.",
+        epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- steps
+def check_settings(out: Path, args: P2RecScriptArguments) -> None:
+    """Record what the trained models depend on. Once the folder holds a trained parser or SR model, a run with
+    other training settings would silently reuse them, so it is refused."""
+    settings = {k: v for k, v in asdict(args).items() if k not in EVAL_ONLY}
+    path = out / SETTINGS_NAME
+    trained = (out / "parser" / "adapter_config.json").exists() or any(
+        is_saved_model(folder) for _, *folders in sr_folders(out, args.seeds()) for folder in folders)
+    if path.exists() and trained:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in settings.keys() | saved.keys() if settings.get(k) != saved.get(k))
+        if changed:
+            raise ValueError(f"{out} holds a P2Rec run with other training settings ({', '.join(changed)}: "
+                             f"{ {k: saved.get(k) for k in changed} } there, { {k: settings.get(k) for k in changed} } "
+                             "now): use a new --output_dir, or the settings of that run")
+    elif int(os.environ.get("RANK", "0")) == 0:
+        atomic_write_json(path, settings)
+
+
+def sr_folders(out: Path, seeds: list[int]) -> list[tuple[int, Path, Path]]:
+    """(seed, scratch folder, enhanced folder) per seed: the first seed's enhanced model is ``out`` itself."""
+    return [(s, (out if i == 0 else out / f"seed-{s}") / "scratch", out if i == 0 else out / f"seed-{s}")
+            for i, s in enumerate(seeds)]
+
+
+def is_saved_model(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def parser_prompter(args, tokenizer, ds) -> PreferencePrompter:
+    fields = [f.strip() for f in args.item_fields.split(",") if f.strip()] if args.item_fields else None
+    return PreferencePrompter(tokenizer, ItemCatalog.from_items(ds.item_table), domain=args.domain or ds.domain,
+                              max_history=args.max_history, item_max_tokens=args.item_max_tokens, item_fields=fields)
+
+
+def train_parser(args, ds, teacher, out: Path, timings: dict):
+    """Stages 1-2: categories, then the parser SFT; saves base + adapter + tokenizer in ``out/parser`` and returns
+    ``(trained model, tokenizer)``."""
+    parser_dir = out / "parser"
+    t0 = time.time()
+    categories = teacher_item_categories(teacher, args.num_categories, seed=args.seed, n_init=args.kmeans_n_init)
+    timings["categories_s"] = round(time.time() - t0, 1)
+    model, tok = PreferenceParserLM.from_backbone(args.backbone, num_categories=args.num_categories,
+                                                  pooling=args.pooling, dtype=args.dtype)
+    model = model.cuda() if torch.cuda.is_available() else model
+    prompter = parser_prompter(args, tok, ds)
+    t0 = time.time()
+    examples = build_parser_examples(training_sequences(ds["train"]), prompter, categories, args.num_categories,
+                                     teacher=teacher, teacher_mix=args.teacher_mix, instance_level=args.instance_level,
+                                     max_examples=args.max_examples, seed=args.seed)
+    timings["examples_s"] = round(time.time() - t0, 1)
+    tokens = sum(len(e["input_ids"]) for e in examples)
+    logger.info("parser SFT: %d %s-level examples, %d prompt tokens (mean %.0f)", len(examples),
+                "instance" if args.instance_level else "user", tokens, tokens / max(len(examples), 1))
+    # the saved base (backbone + zero head) is the PEFT base of the adapter written next to it
+    model.name_or_path = str(parser_dir.resolve())
+    if int(os.environ.get("RANK", "0")) == 0:
+        save_into(parser_dir, lambda d: (model.save_pretrained(d), tok.save_pretrained(d)))
+        sizes = np.bincount(categories[1:], minlength=args.num_categories).tolist()
+        atomic_write_json(parser_dir / "categories.json", {
+            "num_categories": args.num_categories, "seed": args.seed, "n_init": args.kmeans_n_init,
+            "source": f"k-means over {teacher.config.model_type} item_representations()", "sizes": sizes,
+            "categories": categories.tolist()})
+    config = dict(
+        output_dir=str(out / "parser_training"), num_train_epochs=args.sft_epochs, learning_rate=args.learning_rate,
+        per_device_train_batch_size=args.per_device_train_batch_size, max_steps=args.max_steps,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, seed=args.seed, lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_top_layers=args.lora_top_layers,
+        lora_target_modules=[m.strip() for m in args.lora_target_modules.split(",") if m.strip()],
+        disable_tqdm=args.disable_tqdm, dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    config.update(json.loads(args.sft_args))
+    t0 = time.time()
+    trainer = PreferenceParserTrainer(model=model, args=PreferenceParserSFTConfig(**config),
+                                      train_dataset=Dataset.from_list(examples), processing_class=tok)
+    resume = get_last_checkpoint(config["output_dir"]) if args.resume_from_checkpoint and \
+        Path(config["output_dir"]).is_dir() else None
+    result = trainer.train(resume_from_checkpoint=resume)
+    timings["parser_sft_s"] = round(time.time() - t0, 1)
+    peft_model = trainer.accelerator.unwrap_model(trainer.model)
+    if trainer.is_world_process_zero():
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        atomic_write_json(parser_dir / PARSER_STATS_NAME, {
+            "level": "instance" if args.instance_level else "user", "examples": len(examples),
+            "prompt_tokens": tokens, "tokens_trained": trainer.tokens_trained, "steps": trainer.state.global_step,
+            "train_runtime_s": result.metrics.get("train_runtime"), "first_loss": losses[0] if losses else None,
+            "train_loss": result.metrics.get("train_loss"), "prompt_version": PROMPT_VERSION})
+        save_into(parser_dir, peft_model.save_pretrained)  # the adapter last: its presence marks the parser done
+        shutil.rmtree(config["output_dir"], ignore_errors=True)  # checkpoints: the parser is saved
+    trainer.accelerator.wait_for_everyone()
+    return peft_model, tok
+
+
+def load_parser(parser_dir: Path, dtype="auto"):
+    """A trained parser (base + adapter) and its tokenizer, on the GPU when there is one."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    model = PreferenceParserLM.from_pretrained(str(parser_dir), dtype=resolve_dtype(dtype), use_safetensors=True)
+    model = model.cuda() if torch.cuda.is_available() else model
+    if not hasattr(model, "peft_config"):  # transformers loads an adapter found beside the weights by itself
+        model = PeftModel.from_pretrained(model, str(parser_dir))
+    return model.eval(), AutoTokenizer.from_pretrained(str(parser_dir))
+
+
+def enhanced_item_table(args, ds, teacher, out: Path, timings: dict) -> np.ndarray:
+    """Stages 1-3: the parser (trained now or loaded) and its (N, H) item table (cached)."""
+    parser_dir = out / "parser"
+    if (parser_dir / "adapter_config.json").exists():
+        logger.info("%s holds a trained parser: loading it", parser_dir)
+        model, tok = load_parser(parser_dir, args.dtype)
+    else:
+        model, tok = train_parser(args, ds, teacher, out, timings)
+    t0 = time.time()
+    table = item_embedding_table(model, parser_prompter(args, tok, ds), ds.num_items, cache_dir=out / "item_embeddings",
+                                 batch_size=args.embedding_batch_size, progress=not args.disable_tqdm)
+    timings["item_embeddings_s"] = round(time.time() - t0, 1)
+    return table
+
+
+def train_sr_model(args, ds, seed: int, folder: Path, work: Path, table: np.ndarray | None = None):
+    """The SR model of ``--sr_model`` trained with ``seed`` (with the P2Rec table when given), saved into ``folder``."""
+    set_seed(seed)  # the same initial weights for the scratch and the enhanced model (but the item table)
+    model = build_model(SRScriptArguments(model=args.sr_model, max_seq_length=args.sr_max_seq_length,
+                                          model_kwargs=args.sr_model_kwargs), ds.num_items)
+    loaded = {}
+    if table is not None:
+        model, loaded = load_enhanced_embeddings(model, table, args.embedding_mode, args.embedding_scale)
+    config = {"output_dir": str(work), "num_train_epochs": args.sr_epochs, "seed": seed,
+              "per_device_eval_batch_size": args.eval_batch_size, "disable_tqdm": args.disable_tqdm,
+              **json.loads(args.sr_args)}
+    trainer = SRTrainer(model=model, args=SRTrainingConfig(**config), train_dataset=ds["train"],
+                        eval_dataset=ds["validation"])
+    trainer.train()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if trainer.is_world_process_zero():
+        save_into(folder, model.save_pretrained)
+        atomic_write_json(folder / "p2rec_sr_training.json", {
+            "seed": seed, "epochs": trainer.state.epoch, "item_table": loaded or None,
+            "best_validation": {trainer.args.metric_for_best_model: trainer.state.best_metric}})
+        shutil.rmtree(work, ignore_errors=True)  # checkpoints: the model is saved
+    trainer.accelerator.wait_for_everyone()
+    return model.eval()
+
+
+def load_sr_model(folder: Path):
+    model = AutoModel.from_pretrained(str(folder))
+    return (model.cuda() if torch.cuda.is_available() else model).eval()
+
+
+def sr_models(args, ds, teacher, out: Path, timings: dict) -> list[tuple[int, object, object]]:
+    """(seed, scratch model, enhanced model) per seed, trained now or loaded from the folder."""
+    folders = sr_folders(out, args.seeds())
+    table = None
+    if not all(is_saved_model(f) for _, _, f in folders):
+        table = enhanced_item_table(args, ds, teacher, out, timings)
+    models = []
+    for seed, scratch_dir, enhanced_dir in folders:
+        pair = []
+        for folder, with_table in ((scratch_dir, False), (enhanced_dir, True)):
+            if is_saved_model(folder):
+                pair.append(load_sr_model(folder))
+                continue
+            t0 = time.time()
+            kind = "p2rec" if with_table else "scratch"
+            pair.append(train_sr_model(args, ds, seed, folder, out / "sr_training" / f"{kind}-{seed}",
+                                       table if with_table else None))
+            timings[f"sr_{kind}_{seed}_s"] = round(time.time() - t0, 1)
+        models.append((seed, *pair))
+    shutil.rmtree(out / "sr_training", ignore_errors=True)
+    return models
+
+
+def mark_full_ranking(table: RankingTable) -> None:
+    """The last row of ``table`` was ranked over the whole catalogue (RankingTable.add records candidates)."""
+    table.records[-1].update(protocol="full", num_candidates=None)
+
+
+def add_mean_rows(table: RankingTable, labels: list[str], label: str, model_type: str, num_users: int, full: bool,
+                  **extra):
+    """Mean (and sample standard deviation, ``metrics_std``) of the rows ``labels`` (one per seed)."""
+    per_seed = [metrics for name, _, metrics in table.rows if name in labels]
+    keys = [k for k in per_seed[0] if isinstance(per_seed[0][k], float)]
+    mean = {k: float(np.mean([m[k] for m in per_seed])) for k in keys}
+    std = {k: float(np.std([m[k] for m in per_seed], ddof=1)) for k in keys}
+    table.add(label, model_type, mean, num_users, metrics_std=std, seeds=len(per_seed), **extra)
+    if full:
+        mark_full_ranking(table)
+
+
+def rank_models(args, ds, teacher, models, out: Path, command: str) -> RankingTable:
+    """Popularity, the teacher and both SR models of every seed on the same users: the stored candidates, then full
+    ranking of the SR models (and mean rows over several seeds). P2Rec's rows carry the parser's training record."""
+    eval_rows = ds[args.eval_split]
+    if args.eval_users:
+        eval_rows = eval_rows.select(range(min(args.eval_users, len(eval_rows))))
+    n = len(eval_rows)
+    table = RankingTable(ds.name, args.eval_split, args.num_candidates, args.split_seed, command)
+    table.add("popularity", "popularity",
+              evaluate_scorer(popularity_scorer(ds["train"], ds.num_items), eval_rows, "candidates", progress=False), n)
+    table.add(f"{teacher_display_name(teacher)} (teacher)", teacher.config.model_type,
+              evaluate_sr_model(teacher, eval_rows, "candidates", args.eval_batch_size, progress=False), n)
+    stats_path = out / "parser" / PARSER_STATS_NAME
+    parser = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.exists() else None
+    sr_name = SR_LABELS[args.sr_model]
+    kinds = ((f"{sr_name} from scratch", args.sr_model, {}), (f"{sr_name} + P2Rec embeddings", "p2rec",
+                                                               {"parser": parser}))
+    for protocol, suffix in (("candidates", ""), ("full", ", full ranking")):
+        for index, (name, model_type, extra) in enumerate(kinds):
+            labels = []
+            for seed, *pair in models:  # pair = (scratch, enhanced)
+                labels.append(f"{name} (seed {seed}){suffix}")
+                metrics = evaluate_sr_model(pair[index], eval_rows, protocol, args.eval_batch_size, progress=False)
+                table.add(labels[-1], model_type, metrics, n, train_seed=seed, **extra)
+                if protocol == "full":
+                    mark_full_ranking(table)
+            if len(models) > 1:
+                add_mean_rows(table, labels, f"{name} (mean of {len(models)} seeds){suffix}", model_type, n,
+                              full=protocol == "full", **extra)
+    return table
+
+
+def save_recommender_info(out: Path, args, ds) -> None:
+    """What the pipeline needs besides the weights (the dataset of the items), and where the item table came from."""
+    table = json.loads((out / "p2rec_sr_training.json").read_text(encoding="utf-8"))["item_table"]
+    write_recommender_info(out, method="p2rec", dataset=ds.name, data_dir=args.data_dir, split_seed=args.split_seed,
+                           num_candidates=args.num_candidates, sr_model=args.sr_model,
+                           item_embeddings={"source": "P2Rec preference parser", "parser": "parser",
+                                            "backbone": args.backbone or "SmolLM2-135M-Instruct",
+                                            "num_categories": args.num_categories, **table})
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict:
+    (args,) = make_parser().parse_args_into_dataclasses(args=argv)
+    args.apply_preset()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    set_seed(args.seed)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    check_settings(out, args)
+    command = "python trainers/sft_p2rec.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    timings: dict[str, float] = {}
+    t_start = time.time()
+
+    ds = load_benchmark(args.dataset, data_dir=args.data_dir, num_candidates=args.num_candidates,
+                        seed=args.split_seed, max_history=args.sr_max_seq_length)
+    t0 = time.time()
+    teacher, teacher_dir = load_or_train_teacher(
+        out, args.teacher_dir, args.teacher, args.dataset, args.data_dir, args.teacher_epochs, args.seed,
+        args.split_seed, args.num_candidates, args.disable_tqdm)
+    timings["teacher_s"] = round(time.time() - t0, 1)
+    models = sr_models(args, ds, teacher, out, timings)
+
+    table = rank_models(args, ds, teacher, models, out, command)
+    timings["total_s"] = round(time.time() - t_start, 1)
+    for record in table.records:
+        record["timings"] = timings
+    if int(os.environ.get("RANK", "0")) == 0:
+        save_recommender_info(out, args, ds)
+    sr_name = SR_LABELS[args.sr_model]
+    header = (f"P2Rec on {ds.name} ({args.eval_split}, {table.rows[0][1]} users; {args.num_candidates} candidates, and "
+              f"full ranking where marked; {sr_name} from scratch vs with the parser's item embeddings, seeds "
+              f"{args.sr_seeds}, teacher {teacher_display_name(teacher)} from {teacher_dir}, preset {args.preset}, "
+              f"{timings['total_s']:.0f} s)")
+    table.save(out, header)
+    final = next(m for label, _, m in table.rows if label.startswith(f"{sr_name} + P2Rec"))
+    return {label: metrics for label, _, metrics in table.rows} | {"timings": timings, "final": final}
+
+
+__all__ = ["P2RecScriptArguments", "PRESETS", "main", "make_parser"]
+
+if __name__ == "__main__":
+    main()
