@@ -29,6 +29,9 @@ def scorer(batch, protocol):  # deterministic, not trivial: the rank of a user n
 result = {p: evaluate_scorer(scorer, ds["test"], p, batch_size=7, progress=False) for p in ("full", "candidates")}
 with open(f"{out}/rank{rank}.json", "w") as handle:
     json.dump({"scored": scored, "metrics": result, "processes": processes}, handle)
+if torch.distributed.is_initialized():  # leave the group cleanly: gloo aborts a process that exits inside it
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 '''
 
 

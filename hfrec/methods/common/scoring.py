@@ -430,8 +430,10 @@ def candidate_answer_probabilities(
         h = hidden.gather(1, packed.last.clamp(min=0)[..., None].expand(-1, -1, hidden.shape[-1]))  # (b, C, H)
         rows = torch.tensor(answer_ids, device=h.device)
         if type(head) is torch.nn.Linear:  # only the answer rows of the head: (b, C, A), never (b, C, V)
-            bias = head.bias[rows] if head.bias is not None else None
-            logits = torch.nn.functional.linear(h.to(head.weight.dtype), head.weight[rows], bias)
+            # in float32: two bf16 logits give P(yes) a few hundred distinct values, and the ties that follow
+            # count against the target
+            bias = head.bias[rows].float() if head.bias is not None else None
+            logits = torch.nn.functional.linear(h.float(), head.weight[rows].float(), bias)
         else:  # a wrapped or quantized head (LoRA on lm_head, 4-bit): run it whole on these b*C rows only
             logits = head(h.to(head.weight.dtype if head.weight.dtype.is_floating_point else h.dtype))[..., rows]
         probs = _apply_softcap(logits.float(), cap).softmax(-1)[..., 0]

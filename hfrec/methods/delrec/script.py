@@ -35,9 +35,7 @@ import json
 import logging
 import os
 import shlex
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +54,7 @@ from ..common.data import select_training_rows
 from ..common.prompts import ItemCatalog
 from ..common.ranking import (GenerateThenMatchScorer, LikelihoodScorer, RankingTable, choose_length_normalization,
                               write_recommender_info)
+from ..common.runs import MethodScriptArguments, copy_teacher, save_into
 from ..common.sft import decompile_decoder_layers
 from ..common.teachers import load_or_train_teacher, teacher_display_name
 from .config import DELRecDistillConfig, DELRecSFTConfig
@@ -88,26 +87,8 @@ PRESETS: dict[str, dict] = {
 
 
 @dataclass
-class DELRecScriptArguments:
+class DELRecScriptArguments(MethodScriptArguments):
     output_dir: str = field(default="runs/delrec", metadata={"help": "Where everything is written."})
-    preset: str = field(default="cpu", metadata={"help": "cpu | gpu | none: defaults for the fields left unset."})
-    dataset: str = field(default="ml-100k", metadata={"help": "Benchmark name (hfrec.data.BENCHMARKS)."})
-    data_dir: str | None = field(default=None, metadata={"help": "Folder of RecBole atomic files (optional)."})
-    num_candidates: int = field(default=20, metadata={"help": "Candidates per test user (stored lists)."})
-    split_seed: int = field(default=42, metadata={"help": "Seed of the stored candidate lists."})
-    backbone: str | None = field(
-        default=None, metadata={"help": "Causal LM: Hub id or folder; unset = offline SmolLM2-135M-Instruct."}
-    )
-    dtype: str | None = field(
-        default=None,
-        metadata={"help": "Backbone weights: auto (bf16 where the GPU/CPU runs it natively, else float32) | float32 | "
-                  "bfloat16 | float16."},
-    )
-    teacher_dir: str | None = field(
-        default=None, metadata={"help": "A trained hfrec SR model folder; unset = train one into OUTPUT/teacher."}
-    )
-    teacher: str = field(default="sasrec", metadata={"help": "SR model to train when no teacher_dir is given."})
-    teacher_epochs: float | None = field(default=None, metadata={"help": "Epoch cap when training the teacher."})
     num_virtual_tokens: int | None = field(default=None, metadata={"help": "Soft prompt length (paper: 100)."})
     teacher_top_k: int | None = field(default=None, metadata={"help": "Teacher recommendations shown in prompts."})
     max_history: int | None = field(default=None, metadata={"help": "History items shown in prompts."})
@@ -116,7 +97,6 @@ class DELRecScriptArguments:
         default="candidates",
         metadata={"help": "candidates: the teacher's top-k among the candidate list; catalogue: over all items."},
     )
-    domain: str | None = field(default=None, metadata={"help": "Prompt domain; unset = the dataset's."})
     stages: str = field(default="both", metadata={"help": "1 | 2 | both | eval (eval: only the table)."})
     stage1_rows_per_user: int | None = field(default=None, metadata={"help": "Recent train prefixes per user."})
     stage1_max_rows: int | None = field(default=None, metadata={"help": "Cap on stage-1 rows (2 examples each)."})
@@ -144,11 +124,8 @@ class DELRecScriptArguments:
                                                                         "(0: all)."})
     per_device_train_batch_size: int | None = field(default=None, metadata={"help": "Batch per device."})
     gradient_accumulation_steps: int | None = field(default=None, metadata={"help": "Accumulation steps."})
-    max_steps: int = field(default=-1, metadata={"help": "Stop each stage after N optimiser steps (-1: the epochs)."})
     stage1_args: str = field(default="{}", metadata={"help": "JSON: any other DELRecDistillConfig fields."})
     stage2_args: str = field(default="{}", metadata={"help": "JSON: any other DELRecSFTConfig fields."})
-    eval_split: str = field(default="test", metadata={"help": "validation | test."})
-    eval_users: int | None = field(default=None, metadata={"help": "First N users of the split (unset: all)."})
     eval_batch_size: int | None = field(default=None, metadata={"help": "Users per ranking forward."})
     length_normalize: str | None = field(
         default=None,
@@ -169,9 +146,6 @@ class DELRecScriptArguments:
     zero_shot: bool | None = field(default=None, metadata={"help": "Also rank with the zero-shot LLM (one more LLM "
                                                                     "ranking: the cpu preset leaves it out)."})
     generate_then_match: bool = field(default=False, metadata={"help": "Also greedy-decode and report valid ratio."})
-    resume_from_checkpoint: bool = field(default=False, metadata={"help": "Resume each stage from its last checkpoint."})
-    seed: int = field(default=42, metadata={"help": "Training seed."})
-    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
 
     def apply_preset(self) -> "DELRecScriptArguments":
         if self.preset not in (*PRESETS, "none"):
@@ -214,18 +188,6 @@ def make_parser() -> HfArgumentParser:
 
 
 # ---------------------------------------------------------------------------------------------------- steps
-def save_into(final_dir: Path, save_fn) -> None:
-    """``save_fn(tmp_dir)`` writes files; each is then moved into ``final_dir`` with an atomic rename."""
-    final_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=final_dir))
-    try:
-        save_fn(tmp)
-        for f in tmp.iterdir():
-            os.replace(f, final_dir / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def train_stage1(args, model, tok, prompter, teacher, ds, out: Path, timings: dict):
     """Stage 1 (soft prompt only); returns the model to continue with (a fresh copy when FSDP sharded it)."""
     s1_dir = out / "stage1"
@@ -444,14 +406,7 @@ def main(argv: list[str] | None = None) -> dict:
 def save_recommender_info(out: Path, args, teacher_dir: Path, ds, length_normalize: float) -> None:
     """What ``pipeline("next-item-recommendation", model=out)`` needs besides the weights: the dataset the items
     come from and the teacher whose top-k the prompts show (copied next to the model: an SR model is small)."""
-    teacher_copy = out / "teacher"
-    if Path(teacher_dir).resolve() != teacher_copy.resolve():
-        tmp = Path(tempfile.mkdtemp(prefix=".teacher-", dir=out)) / "teacher"
-        shutil.copytree(teacher_dir, tmp, ignore=shutil.ignore_patterns(
-            "checkpoint-*", "runs", "*.bin", "*.pt", "*.pth", "*.pkl"))  # the model, not its training state
-        shutil.rmtree(teacher_copy, ignore_errors=True)
-        os.replace(tmp, teacher_copy)
-        shutil.rmtree(tmp.parent, ignore_errors=True)
+    copy_teacher(teacher_dir, out)
     write_recommender_info(out, method="delrec", dataset=ds.name, data_dir=args.data_dir, split_seed=args.split_seed,
                            num_candidates=args.num_candidates, teacher="teacher", max_history=args.max_history,
                            teacher_top_k=args.teacher_top_k, teacher_topk_scope=args.teacher_topk_scope,

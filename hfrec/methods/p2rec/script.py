@@ -62,7 +62,7 @@ from ..common.backbones import resolve_dtype
 from ..common.prompts import ItemCatalog
 from ..common.ranking import RankingTable, write_recommender_info
 from ..common.teachers import load_or_train_teacher, teacher_display_name
-from ..delrec.script import save_into
+from ..common.runs import MethodScriptArguments, save_into
 from .categories import teacher_item_categories
 from .config import PreferenceParserSFTConfig
 from .data import build_parser_examples
@@ -95,22 +95,8 @@ PARSER_STATS_NAME = "p2rec_parser.json"
 
 
 @dataclass
-class P2RecScriptArguments:
+class P2RecScriptArguments(MethodScriptArguments):
     output_dir: str = field(default="runs/p2rec", metadata={"help": "Where everything is written."})
-    preset: str = field(default="cpu", metadata={"help": "cpu | gpu | none: defaults for the fields left unset."})
-    dataset: str = field(default="ml-100k", metadata={"help": "Benchmark name (hfrec.data.BENCHMARKS)."})
-    data_dir: str | None = field(default=None, metadata={"help": "Folder of RecBole atomic files (optional)."})
-    num_candidates: int = field(default=20, metadata={"help": "Candidates per test user (stored lists)."})
-    split_seed: int = field(default=42, metadata={"help": "Seed of the stored candidate lists."})
-    backbone: str | None = field(
-        default=None, metadata={"help": "Causal LM: Hub id or folder; unset = offline SmolLM2-135M-Instruct."}
-    )
-    dtype: str | None = field(default=None, metadata={"help": "Backbone weights: auto | float32 | bfloat16 | float16."})
-    teacher_dir: str | None = field(
-        default=None, metadata={"help": "A trained hfrec SR model folder; unset = train one into OUTPUT/teacher."}
-    )
-    teacher: str = field(default="sasrec", metadata={"help": "SR model to train when no teacher_dir is given."})
-    teacher_epochs: float | None = field(default=None, metadata={"help": "Epoch cap when training the teacher."})
     num_categories: int | None = field(default=None, metadata={"help": "K latent categories (k-means clusters)."})
     kmeans_n_init: int = field(default=10, metadata={"help": "k-means restarts (seeded by --seed)."})
     teacher_mix: float = field(
@@ -123,7 +109,6 @@ class P2RecScriptArguments:
     item_fields: str | None = field(
         default=None, metadata={"help": "Comma-separated item text fields after the title; unset = every field."}
     )
-    domain: str | None = field(default=None, metadata={"help": "Prompt wording; unset = the dataset's domain."})
     pooling: str = field(default="last", metadata={"help": "last (last real token) | mean (over real tokens)."})
     instance_level: bool = field(
         default=False,
@@ -134,7 +119,6 @@ class P2RecScriptArguments:
     learning_rate: float | None = field(default=None, metadata={"help": "Learning rate of the LoRA weights and head."})
     per_device_train_batch_size: int | None = field(default=None, metadata={"help": "SFT batch per device."})
     gradient_accumulation_steps: int | None = field(default=None, metadata={"help": "SFT accumulation steps."})
-    max_steps: int = field(default=-1, metadata={"help": "Stop the parser SFT after N steps (-1: the epochs)."})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank (0: train the head only)."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
@@ -159,12 +143,7 @@ class P2RecScriptArguments:
     embedding_scale: str = field(
         default="match_init", metadata={"help": "match_init (the spread of the SR model's own init) | none."}
     )
-    eval_split: str = field(default="test", metadata={"help": "validation | test."})
-    eval_users: int | None = field(default=None, metadata={"help": "First N users of the split (unset: all)."})
     eval_batch_size: int = field(default=512, metadata={"help": "Users per SR ranking batch."})
-    resume_from_checkpoint: bool = field(default=False, metadata={"help": "Resume the parser SFT from its checkpoint."})
-    seed: int = field(default=42, metadata={"help": "Seed of the teacher, k-means, the SFT subset and the SFT."})
-    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
 
     def apply_preset(self) -> "P2RecScriptArguments":
         if self.preset not in (*PRESETS, "none"):

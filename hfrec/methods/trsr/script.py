@@ -47,7 +47,6 @@ import json
 import logging
 import os
 import shlex
-import shutil
 import sys
 import tempfile
 import time
@@ -66,6 +65,7 @@ from ..common.backbones import load_backbone, resolve_backbone, resolve_dtype
 from ..common.data import select_training_rows
 from ..common.prompts import ItemCatalog
 from ..common.ranking import RankingTable, write_recommender_info
+from ..common.runs import MethodScriptArguments, copy_teacher, save_into
 from ..common.sft import decompile_decoder_layers
 from ..common.teachers import load_or_train_teacher, teacher_display_name
 from .config import SummaryMode, TRSRSFTConfig, TRSRSummaryConfig
@@ -112,29 +112,10 @@ def json_flag(name: str, value: str) -> dict:
 
 
 @dataclass
-class TRSRScriptArguments:
-    # the flags every LLM method's script takes (hfrec.registry)
-    preset: str = field(default="cpu", metadata={"help": "cpu | gpu: sizes every field left unset."})
+class TRSRScriptArguments(MethodScriptArguments):
     output_dir: str = field(default="runs/trsr", metadata={"help": "Run folder: model, summaries, tables."})
-    dataset: str = field(default="ml-100k", metadata={"help": "A benchmark of hfrec.data.BENCHMARKS."})
-    data_dir: str | None = field(default=None, metadata={"help": "RecBole atomic files to read (optional)."})
-    split_seed: int = field(default=42, metadata={"help": "Seed the stored candidate lists were drawn with."})
-    num_candidates: int = field(default=20, metadata={"help": "Stored candidates per evaluated user."})
-    teacher_dir: str | None = field(
-        default=None, metadata={"help": "Folder of a trained hfrec SR model; unset: one is trained into "
-                                        "OUTPUT/teacher."})
-    backbone: str | None = field(
-        default=None, metadata={"help": "The recommender's causal LM (Hub id or folder); unset: the offline "
-                                        "SmolLM2-135M-Instruct."})
-    dtype: str | None = field(
-        default=None, metadata={"help": "auto (bf16 only where the hardware runs it natively) | float32 | bfloat16 "
-                                        "| float16."})
-    # LLM-TRSR's own
     summarizer: str | None = field(
         default=None, metadata={"help": "Instruction LLM that writes the summaries; unset: the backbone."})
-    teacher: str = field(default="sasrec", metadata={"help": "SR model trained when teacher_dir is unset."})
-    teacher_epochs: float | None = field(default=None, metadata={"help": "Its epoch cap."})
-    domain: str | None = field(default=None, metadata={"help": "Prompt wording; unset = the dataset's."})
     summary_mode: str | None = field(
         default=None, metadata={"help": "hierarchical | recurrent | none | all, or a comma-separated list: one "
                                         "recommender each; the first is saved in OUTPUT itself."})
@@ -160,21 +141,14 @@ class TRSRScriptArguments:
                                      metadata={"help": "Comma-separated module names, or all-linear."})
     lora_top_layers: int | None = field(default=None, metadata={"help": "LoRA on the last N decoder layers only "
                                                                         "(0: all)."})
-    max_steps: int = field(default=-1, metadata={"help": "Stop each recommender after N steps (-1: the epochs)."})
     sft_args: str = field(default="{}", metadata={"help": "JSON: any other TRSRSFTConfig fields."})
     compile_layers: bool | None = field(default=None, metadata={"help": "torch.compile each decoder layer for "
                                                                         "training."})
-    eval_split: str = field(default="test", metadata={"help": "validation | test."})
-    eval_users: int | None = field(default=None, metadata={"help": "First N users of the split (0: all)."})
     eval_batch_size: int | None = field(default=None, metadata={"help": "Users per ranking forward."})
     zero_shot: bool | None = field(default=None, metadata={"help": "Also rank with the zero-shot LLM."})
     summary_throughput_users: int | None = field(
         default=None, metadata={"help": "Also time summarising this many users batched, against a 32nd of them "
                                         "one at a time (0: no)."})
-    resume_from_checkpoint: bool = field(default=False, metadata={"help": "Resume training from its last "
-                                                                          "checkpoint."})
-    seed: int = field(default=42, metadata={"help": "Training and summary seed."})
-    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
 
     def apply_preset(self) -> "TRSRScriptArguments":
         if self.preset not in PRESETS:
@@ -237,16 +211,6 @@ def start_run(args, argv) -> tuple[Path, str]:
     set_seed(args.seed)
     shown = argv if argv is not None else sys.argv[1:]
     return Path(args.output_dir), f"python trainers/sft_trsr.py {shlex.join(shown)}"
-
-
-def save_files(folder: Path, write) -> None:
-    """``write(tmp)`` saves into a temporary folder inside ``folder``; each file then moves in with an atomic
-    rename, so the folder never holds half a weights file."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".saving-", dir=folder) as tmp:
-        write(Path(tmp))
-        for path in Path(tmp).iterdir():
-            os.replace(path, folder / path.name)
 
 
 def new_backbone(args):
@@ -329,7 +293,7 @@ def train_recommender(args, mode: SummaryMode, folder: Path, out: Path, examples
     model, tok = new_backbone(args)
     model.name_or_path = str(out.resolve())  # what the saved adapter names as its base
     if folder == out and int(os.environ.get("RANK", "0")) == 0:
-        save_files(out, lambda d: (model.save_pretrained(d), tok.save_pretrained(d)))
+        save_into(out, lambda d: (model.save_pretrained(d), tok.save_pretrained(d)))
     checkpoints = out / "checkpoints" / mode.value
     config = dict(
         output_dir=str(checkpoints), num_train_epochs=args.num_train_epochs, learning_rate=args.learning_rate,
@@ -349,25 +313,11 @@ def train_recommender(args, mode: SummaryMode, folder: Path, out: Path, examples
         trainer.train(resume_from_checkpoint=resume)
     peft_model = trainer.accelerator.unwrap_model(trainer.model)
     if trainer.is_world_process_zero():
-        save_files(folder, peft_model.save_pretrained)
+        save_into(folder, peft_model.save_pretrained)
         atomic_write_json(folder / MODE_MARKER, {"summary_mode": mode.value})
     trainer.accelerator.wait_for_everyone()
     decompile_decoder_layers(peft_model)  # ranking gains nothing from compiled layers
     return peft_model.eval()
-
-
-def copy_teacher(teacher_dir: Path, out: Path) -> None:
-    """The SR teacher next to the model (the pipeline reranks its top items): weights and config, not its
-    checkpoints."""
-    target = out / "teacher"
-    if Path(teacher_dir).resolve() == target.resolve():
-        return
-    with tempfile.TemporaryDirectory(prefix=".teacher-", dir=out) as tmp:
-        staged = Path(tmp) / "teacher"
-        shutil.copytree(teacher_dir, staged, ignore=shutil.ignore_patterns("checkpoint-*", "runs", "*.bin", "*.pt",
-                                                                           "*.pth", "*.pkl"))
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staged, target)
 
 
 def save_recommender_info(args, out: Path, modes, teacher_dir: Path, ds, domain: str) -> None:

@@ -1,0 +1,72 @@
+"""What every method's script shares: the shared flags (``MethodScriptArguments``), saving into its run folder
+atomically, and a copy of the SR teacher next to the model (the pipeline reranks the teacher's top items and
+rebuilds prompts that show them)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# a teacher's training state, not the model: never copied next to a published model (and pickles are refused there)
+TEACHER_IGNORE = ("checkpoint-*", "runs", "*.bin", "*.pt", "*.pth", "*.pkl")
+
+
+def save_into(folder: Path, write) -> None:
+    """``write(tmp)`` saves into a temporary folder inside ``folder``; each file then moves in with an atomic rename,
+    so the folder never holds half a weights file."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".saving-", dir=folder) as tmp:
+        write(Path(tmp))
+        for path in Path(tmp).iterdir():
+            os.replace(path, folder / path.name)
+
+
+def copy_teacher(teacher_dir: Path, out: Path, name: str = "teacher") -> Path:
+    """``out/<name>``: the SR teacher's model files (weights, config, code), staged and renamed into place."""
+    target = Path(out) / name
+    if Path(teacher_dir).resolve() == target.resolve():
+        return target
+    with tempfile.TemporaryDirectory(prefix=".teacher-", dir=out) as tmp:
+        staged = Path(tmp) / name
+        shutil.copytree(teacher_dir, staged, ignore=shutil.ignore_patterns(*TEACHER_IGNORE))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staged, target)
+    return target
+
+
+
+
+@dataclass
+class MethodScriptArguments:
+    """The flags every registered LLM method's script takes (``hfrec.registry``), so the CLI, the benchmark and the
+    registry-wide tests drive every method alike. A method's arguments subclass this and add their own."""
+
+    output_dir: str = field(default="runs/method", metadata={"help": "Run folder: models, tables, run info."})
+    preset: str = field(default="cpu", metadata={"help": "cpu | gpu | none: defaults for the fields left unset."})
+    dataset: str = field(default="ml-100k", metadata={"help": "Benchmark name (hfrec.data.BENCHMARKS)."})
+    data_dir: str | None = field(default=None, metadata={"help": "Folder of RecBole atomic files (optional)."})
+    num_candidates: int = field(default=20, metadata={"help": "Stored candidates per evaluated user."})
+    split_seed: int = field(default=42, metadata={"help": "Seed the stored candidate lists were drawn with."})
+    backbone: str | None = field(
+        default=None, metadata={"help": "Causal LM: Hub id or folder; unset = offline SmolLM2-135M-Instruct."})
+    dtype: str | None = field(
+        default=None, metadata={"help": "auto (bf16 only where the GPU/CPU runs it natively, else float32) | float32 "
+                                        "| bfloat16 | float16."})
+    teacher_dir: str | None = field(
+        default=None, metadata={"help": "A trained hfrec SR model folder; unset = train one into OUTPUT/teacher."})
+    teacher: str = field(default="sasrec", metadata={"help": "SR model to train when no teacher_dir is given."})
+    teacher_epochs: float | None = field(default=None, metadata={"help": "Epoch cap when training the teacher."})
+    domain: str | None = field(default=None, metadata={"help": "Prompt wording; unset = the dataset's."})
+    max_steps: int = field(default=-1, metadata={"help": "Stop each training stage after N steps (-1: the epochs)."})
+    eval_split: str = field(default="test", metadata={"help": "validation | test."})
+    eval_users: int | None = field(default=None, metadata={"help": "First N users of the split (unset: the preset's)."})
+    resume_from_checkpoint: bool = field(default=False, metadata={"help": "Resume training from the last checkpoint."})
+    seed: int = field(default=42, metadata={"help": "Training seed."})
+    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
+
+
+__all__ = ["MethodScriptArguments", "TEACHER_IGNORE", "copy_teacher", "save_into"]
