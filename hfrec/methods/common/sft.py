@@ -23,6 +23,7 @@ save_strategy / save_steps        "steps" / 500       "steps" / 200 (resumable r
 save_total_limit                  None                2
 lr_scheduler_type                 "linear"            "cosine"
 logging_steps                     10                  5
+dataloader_pin_memory             True                only with a CUDA device (pinning on a CPU only warns)
 compile_layers (new)              -                   False (each decoder layer compiled in place, dynamic shapes)
 (LoRA configs) r / alpha / drop.  -                   8 / 16 / 0.0 on every linear layer but the LM head
 (LoRA configs) adapter dtype      float32 (PEFT)      on CUDA the frozen weights' dtype (``adapter_dtype="auto"``)
@@ -54,6 +55,7 @@ HFREC_SFT_DEFAULTS: dict = {
     "save_total_limit": 2,
     "lr_scheduler_type": "cosine",
     "logging_steps": 5,
+    "dataloader_pin_memory": None,  # resolved in __post_init__: True only with a CUDA device
 }
 
 
@@ -81,6 +83,8 @@ class HfrecSFTConfig(SFTConfig):
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
     logging_steps: float = field(default=5, metadata={"help": "Steps between logs."})
+    dataloader_pin_memory: bool | None = field(
+        default=None, metadata={"help": "Pin batches in host memory (default: only with a CUDA device to copy to)."})
     compile_layers: bool = field(
         default=False,
         metadata={
@@ -105,6 +109,8 @@ class HfrecSFTConfig(SFTConfig):
             self.bf16 = False if self.fp16 else _bf16_available(getattr(self, "use_cpu", False))
         if self.dataset_kwargs is None:
             self.dataset_kwargs = {"skip_prepare_dataset": True}
+        if self.dataloader_pin_memory is None:  # pinning without a GPU only warns
+            self.dataloader_pin_memory = torch.cuda.is_available() and not getattr(self, "use_cpu", False)
         super().__post_init__()
 
 
