@@ -167,7 +167,8 @@ def main():
     from hfrec.models.delrec import DELRecForCausalLM
     from hfrec.methods.common.prompts import ItemCatalog
     from hfrec.methods.delrec.prompts import DELRecPrompter
-    from hfrec.methods.common.scoring import generate_then_match, score_candidates_by_likelihood
+    from hfrec.methods.common.generation import generate_then_match
+    from hfrec.methods.common.scoring import score_candidates_by_likelihood
     from hfrec.methods.delrec.config import DELRecSFTConfig
     from hfrec.methods.common.data import select_training_rows
     from hfrec.methods.delrec.data import build_ranking_inputs, build_recommendation_examples

@@ -45,7 +45,7 @@ _LAZY = {
     "SRTrainingConfig": ".trainers.sr_config",
     "score_candidates_by_likelihood": ".methods.common.scoring",
     "rank_candidates": ".methods.common.scoring",
-    "generate_then_match": ".methods.common.scoring",
+    "generate_then_match": ".methods.common.generation",
     "load_backbone": ".methods.common.backbones",
     "METHODS": ".registry",
     "get_method": ".registry",

@@ -4,9 +4,10 @@ import pytest
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
+from hfrec.methods.common.generation import generate_then_match, match_title
 from hfrec.methods.common.scoring import (candidate_answer_probabilities, candidate_log_likelihoods,
-                                          generate_then_match, match_title, normalize_by_length, rank_candidates,
-                                          score_candidates_by_likelihood, seq2seq_candidate_log_likelihoods)
+                                          normalize_by_length, rank_candidates, score_candidates_by_likelihood,
+                                          seq2seq_candidate_log_likelihoods)
 from tiny_llm import tiny_lm, tiny_tokenizer  # tests/tiny_llm.py
 
 

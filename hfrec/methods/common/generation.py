@@ -1,4 +1,5 @@
-"""Batched text generation with an on-disk cache (e.g. LLM-TRSR's per-user summaries).
+"""Text generation: batched generation with an on-disk cache (e.g. LLM-TRSR's per-user summaries), and the
+decode-and-match baseline of earlier LLM recommenders (:func:`generate_then_match`).
 
 :class:`CachedGenerator` runs left-padded batched ``model.generate`` and remembers every result in a ``datasets``
 table on disk, keyed by a hash of (backbone ``name_or_path`` + config, ``prompt_version``, generation kwargs,
@@ -26,19 +27,23 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from .scoring import _base_model, _eval_mode, _generate_texts, _tokenize_prompt
+from ...evaluation import left_pad
+from .scoring import base_model_of, eval_mode, is_encoder_decoder, pad_token_id, tokenize_prompt
 
-__all__ = ["CachedGenerator"]
+__all__ = ["CachedGenerator", "GenerationMatchResult", "fsync_tree", "generate_then_match", "match_title",
+           "quiet_datasets"]
 
 _COLUMNS = ("id", "key", "prompt_version", "text")
 _SHARD_PREFIX = "shard-"
@@ -51,7 +56,7 @@ def _features():
 
 
 @contextlib.contextmanager
-def _quiet_datasets():
+def quiet_datasets():
     """No "Saving the dataset" bars from datasets in the middle of the generation bar."""
     import datasets
 
@@ -68,7 +73,7 @@ def _model_fingerprint(model) -> str:
     """Hash of what decides the outputs besides the prompt: backbone name, config, generation config, adapters.
     Weights are not hashed (too slow for a cache key): save fine-tuned weights under their own path, or bump
     ``prompt_version``."""
-    inner = _base_model(model)
+    inner = base_model_of(model)
     config = inner.config.to_dict()
     config.pop("transformers_version", None)  # a library upgrade alone should not throw away a cache
     ident = {"name_or_path": getattr(inner.config, "name_or_path", "") or "", "config": config}
@@ -99,7 +104,7 @@ def _check_generation_kwargs(generation_kwargs) -> dict:
     return dict(generation_kwargs)
 
 
-def _fsync_tree(folder: Path) -> None:
+def fsync_tree(folder: Path) -> None:
     """The rename must never expose a shard whose bytes are not on disk (as hfrec.utils.atomic_write_text)."""
     for path in folder.rglob("*"):
         if path.is_file():
@@ -160,7 +165,7 @@ class CachedGenerator:
 
     def cache_key(self, prompt: str | Sequence[int]) -> str:
         """The cache key (``id`` column) of a prompt under this generator's model, kwargs and prompt version."""
-        return self._key_of_ids(_tokenize_prompt(self.tokenizer, prompt))
+        return self._key_of_ids(tokenize_prompt(self.tokenizer, prompt))
 
     def generate(self, prompts: Sequence[str | Sequence[int]], keys: Sequence[str] | None = None,
                  progress: bool = True) -> list[str]:
@@ -171,7 +176,7 @@ class CachedGenerator:
         texts, for reading the cache elsewhere (e.g. on the Hub); they are not part of the cache key."""
         if keys is not None and len(keys) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(keys)} keys; pass one key per prompt or keys=None")
-        prompt_ids = [_tokenize_prompt(self.tokenizer, p) for p in prompts]
+        prompt_ids = [tokenize_prompt(self.tokenizer, p) for p in prompts]
         for i, ids in enumerate(prompt_ids):
             if not ids:
                 raise ValueError(f"Prompt {i} is empty: every prompt needs at least one token")
@@ -190,7 +195,7 @@ class CachedGenerator:
                    disable=not progress)
         unsaved: list[tuple[str, str | None, str]] = []
         try:
-            with _eval_mode(self.model):
+            with eval_mode(self.model):
                 for n, batch in enumerate(batches, 1):
                     texts = self._generate_batch(batch, [pending[k][0] for k in batch])
                     for key, text in zip(batch, texts):
@@ -208,7 +213,7 @@ class CachedGenerator:
 
     def _generate_batch(self, batch_keys: list[str], batch_ids: list[list[int]]) -> list[str]:
         digest = hashlib.sha256(f"{self.seed}:{','.join(batch_keys)}".encode()).digest()
-        device = _base_model(self.model).get_input_embeddings().weight.device
+        device = base_model_of(self.model).get_input_embeddings().weight.device
         accel = device.type != "cpu"  # the CPU generator is always forked
         with torch.random.fork_rng(devices=[device] if accel else [], device_type=device.type if accel else None):
             # leaves the caller's RNG untouched
@@ -244,9 +249,9 @@ class CachedGenerator:
         final = self.cache_dir / f"{_SHARD_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-shard-", dir=self.cache_dir))
         try:
-            with _quiet_datasets():
+            with quiet_datasets():
                 dataset.save_to_disk(str(tmp / "data"))
-            _fsync_tree(tmp / "data")
+            fsync_tree(tmp / "data")
             os.replace(tmp / "data", final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -282,3 +287,92 @@ class CachedGenerator:
                 gen._save_shard(fresh.flatten_indices())
                 gen._texts.update(zip(fresh["id"], fresh["text"]))
         return gen
+
+
+_NORM_RE = re.compile(r"[\s\"'`.,;:!?]+")
+
+
+def _norm(text: str) -> str:
+    return _NORM_RE.sub(" ", text.lower()).strip()
+
+
+def match_title(text: str, titles: Sequence[str]) -> int:
+    """Index of the candidate title a generated text names, or -1: exact (normalised) match first, then the
+    longest title contained in the text."""
+    t = _norm(text)
+    normed = [_norm(x) for x in titles]
+    for i, n in enumerate(normed):
+        if n and t == n:
+            return i
+    best, best_len = -1, 0
+    for i, n in enumerate(normed):
+        if n and n in t and len(n) > best_len:
+            best, best_len = i, len(n)
+    return best
+
+
+def _generate_texts(model, tokenizer, prompt_ids: Sequence[Sequence[int]], **generate_kwargs) -> list[str]:
+    """One left-padded ``model.generate`` over a batch of token-id prompts; decodes only the new tokens
+    (special tokens skipped). Shared by :func:`generate_then_match` and :class:`CachedGenerator`."""
+    if any(len(p) == 0 for p in prompt_ids):
+        raise ValueError("Empty prompt: every prompt needs at least one token")
+    pad_id = pad_token_id(tokenizer)
+    device = base_model_of(model).get_input_embeddings().weight.device
+    ids = left_pad(prompt_ids, pad=pad_id)  # decoder-only generation continues from the right end
+    att = left_pad([[1] * len(p) for p in prompt_ids], pad=0)
+    kwargs = {"pad_token_id": pad_id, **generate_kwargs}
+    out = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **kwargs)
+    new = out if is_encoder_decoder(model) else out[:, ids.shape[1] :]  # seq2seq outputs hold no prompt
+    return tokenizer.batch_decode(new, skip_special_tokens=True)
+
+
+@dataclass
+class GenerationMatchResult:
+    predictions: torch.Tensor  # (B,) index of the matched candidate, -1 when invalid
+    texts: list[str]  # the decoded generations
+    valid_ratio: float  # share of generations that named a candidate
+    scores: torch.Tensor  # (B, C) 1.0 at the matched candidate, 0 elsewhere (for the shared metrics)
+
+
+@torch.no_grad()
+def generate_then_match(
+    model,
+    tokenizer,
+    prompts: Sequence[str | Sequence[int]],
+    candidate_texts: Sequence[Sequence[str]],
+    batch_size: int = 8,
+    max_new_tokens: int | None = None,
+    progress: bool = False,
+    generate_kwargs: dict | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> GenerationMatchResult:
+    """Greedy-decode an answer for every prompt and match it to one of the prompt's candidate titles."""
+    if len(prompts) != len(candidate_texts):
+        raise ValueError(f"{len(prompts)} prompts but {len(candidate_texts)} candidate lists")
+    if max_new_tokens is None:
+        longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for c in candidate_texts for t in c)
+        max_new_tokens = longest + 2
+    p_ids = [tokenize_prompt(tokenizer, p) for p in prompts]
+    C = max(len(c) for c in candidate_texts)
+    preds = torch.full((len(prompts),), -1, dtype=torch.long)
+    scores = torch.zeros(len(prompts), C)
+    texts: list[str] = [""] * len(prompts)
+    starts = range(0, len(prompts), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="generate-then-match", unit="batch")
+    kwargs = dict(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens)
+    kwargs.update(generate_kwargs or {})
+    with eval_mode(model):
+        for s in starts:
+            for j, text in enumerate(_generate_texts(model, tokenizer, p_ids[s : s + batch_size], **kwargs), s):
+                texts[j] = text.strip()
+                k = match_title(texts[j], candidate_texts[j])
+                preds[j] = k
+                if k >= 0:
+                    scores[j, k] = 1.0
+            if on_batch is not None:
+                on_batch(s)
+    valid = float((preds >= 0).float().mean()) if len(prompts) else 0.0
+    return GenerationMatchResult(predictions=preds, texts=texts, valid_ratio=valid, scores=scores)

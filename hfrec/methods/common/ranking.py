@@ -23,7 +23,8 @@ import torch
 
 from ...evaluation import evaluate_scorer, evaluation_record
 from ...utils import atomic_write_json, atomic_write_text
-from .scoring import candidate_log_likelihoods, generate_then_match, normalize_by_length
+from .generation import generate_then_match
+from .scoring import candidate_log_likelihoods, normalize_by_length
 
 LENGTH_NORMALIZE_GRID = (1.0, 0.5, 0.0)  # mean, sum / sqrt(n), sum
 

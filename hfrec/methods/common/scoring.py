@@ -27,48 +27,51 @@ Encoder-decoder models (:func:`seq2seq_candidate_log_likelihoods`) run the encod
 over all candidates against the encoder states repeated per candidate; :func:`candidate_log_likelihoods` and
 :func:`score_candidates_by_likelihood` dispatch to it from ``config.is_encoder_decoder``.
 
-:func:`generate_then_match` is the baseline used by earlier LLM recommenders: greedy decoding, then matching
-the generated text against the candidate titles; it reports how many outputs were valid items.
+The decode-and-match baseline of earlier LLM recommenders (``generate_then_match``) lives with text generation
+in ``hfrec.methods.common.generation``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
-from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from ...evaluation import left_pad
 
 __all__ = [
-    "GenerationMatchResult",
+    "answer_token_ids",
+    "base_model_of",
     "candidate_answer_probabilities",
     "candidate_log_likelihoods",
+    "eval_mode",
+    "is_encoder_decoder",
+    "length_batches",
     "normalize_by_length",
-    "generate_then_match",
-    "match_title",
+    "pack_batch",
+    "pad_token_id",
     "rank_candidates",
+    "right_pad",
     "score_candidates_by_likelihood",
     "seq2seq_candidate_log_likelihoods",
+    "tokenize_prompt",
 ]
 
 
-def _base_model(model):
+def base_model_of(model):
     """The transformers model under a PEFT wrapper (or the model itself)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def _is_encoder_decoder(model) -> bool:
-    return bool(getattr(_base_model(model).config, "is_encoder_decoder", False))
+def is_encoder_decoder(model) -> bool:
+    return bool(getattr(base_model_of(model).config, "is_encoder_decoder", False))
 
 
 def _unwrap(model):
     """(causal LM, backbone returning last_hidden_state, output embedding layer) for HF / PEFT models."""
-    inner = _base_model(model)
+    inner = base_model_of(model)
     backbone = inner.base_model
     if backbone is inner:
         raise ValueError(f"{type(inner).__name__} exposes no backbone (base_model_prefix); pass a causal LM")
@@ -93,7 +96,7 @@ def _token_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     return logits.gather(-1, targets[..., None])[..., 0] - logits.logsumexp(-1)
 
 
-def _pad_id(tokenizer) -> int:
+def pad_token_id(tokenizer) -> int:
     """Pad id; any id works where padding is masked out, so 0 stands in when the tokenizer has no pad / eos."""
     for pad in (tokenizer.pad_token_id, tokenizer.eos_token_id):
         if pad is not None:
@@ -101,7 +104,7 @@ def _pad_id(tokenizer) -> int:
     return 0
 
 
-def _right_pad(sequences: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+def right_pad(sequences: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(ids, attention_mask)``, each ``(B, L)``, padded on the right (the left-padding twin is
     ``hfrec.evaluation.left_pad``)."""
     width = max(len(s) for s in sequences)
@@ -113,7 +116,7 @@ def _right_pad(sequences: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tens
     return ids, mask
 
 
-def _tokenize_prompt(tokenizer, prompt) -> list[int]:
+def tokenize_prompt(tokenizer, prompt) -> list[int]:
     if isinstance(prompt, str):
         return tokenizer(prompt, add_special_tokens=False)["input_ids"]
     if torch.is_tensor(prompt):
@@ -153,7 +156,7 @@ def _eos_tail(tokenizer, include_eos: bool) -> list[int]:
 
 
 @contextlib.contextmanager
-def _eval_mode(model):
+def eval_mode(model):
     was_training = model.training
     model.eval()
     try:
@@ -162,7 +165,7 @@ def _eval_mode(model):
         model.train(was_training)
 
 
-def _length_batches(lengths: Sequence[int], batch_size: int, progress: bool, desc: str):
+def length_batches(lengths: Sequence[int], batch_size: int, progress: bool, desc: str):
     """Index batches, longest first (similar lengths together: less padding), optionally under a tqdm bar."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -185,7 +188,7 @@ class _Packed(NamedTuple):
     last: torch.Tensor  # (B, max_c) position of each candidate's last token, -1 where the row has no such candidate
 
 
-def _pack_batch(prompt_ids: list[list[int]], cand_ids: list[list[list[int]]], pad_id: int, dtype, device,
+def pack_batch(prompt_ids: list[list[int]], cand_ids: list[list[list[int]]], pad_id: int, dtype, device,
                 max_c: int) -> _Packed:
     """Build the packed inputs of one batch.
 
@@ -240,9 +243,9 @@ def _packed_scores(model, tokenizer, prompts, cand_ids: list[list[list[int]]], b
 
     ``score_batch(hidden, packed, head, softcap)`` turns the backbone's ``(b, T, H)`` hidden states of one batch
     into a tuple of ``(b, C_max)`` tensors; they are gathered into ``(B, C_max)`` CPU tensors in prompt order."""
-    if _is_encoder_decoder(model):
+    if is_encoder_decoder(model):
         raise ValueError(f"{desc} packs candidates after the prompt of a causal LM; "
-                         f"{type(_base_model(model)).__name__} is an encoder-decoder model")
+                         f"{type(base_model_of(model)).__name__} is an encoder-decoder model")
     inner, backbone, head = _unwrap(model)
     attn_impl = getattr(inner.config, "_attn_implementation", None) or ""
     if "flash" in attn_impl:
@@ -253,15 +256,15 @@ def _packed_scores(model, tokenizer, prompts, cand_ids: list[list[list[int]]], b
     cap = _softcap(inner)
     device = head.weight.device
     dtype = head.weight.dtype if head.weight.dtype.is_floating_point else torch.float32
-    pad_id = _pad_id(tokenizer)
-    p_ids = [_tokenize_prompt(tokenizer, p) for p in prompts]
+    pad_id = pad_token_id(tokenizer)
+    p_ids = [tokenize_prompt(tokenizer, p) for p in prompts]
     C = max(len(c) for c in cand_ids)
     done: list[tuple[list[int], tuple[torch.Tensor, ...]]] = []  # kept on the device: no sync per batch, so the
     # next batch is packed on the host while the accelerator still works on this one
     lengths = [len(p) + sum(len(x) for x in c) for p, c in zip(p_ids, cand_ids)]
-    with _eval_mode(model):
-        for bidx in _length_batches(lengths, batch_size, progress, desc):
-            packed = _pack_batch([p_ids[i] for i in bidx], [cand_ids[i] for i in bidx], pad_id, dtype, device, C)
+    with eval_mode(model):
+        for bidx in length_batches(lengths, batch_size, progress, desc):
+            packed = pack_batch([p_ids[i] for i in bidx], [cand_ids[i] for i in bidx], pad_id, dtype, device, C)
             hidden = backbone(input_ids=packed.input_ids, attention_mask=packed.mask,
                               position_ids=packed.position_ids, use_cache=False)
             hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
@@ -334,7 +337,7 @@ def candidate_log_likelihoods(
     normalisation (:func:`normalize_by_length`) can then be applied without running the model again. Arguments as
     in :func:`score_candidates_by_likelihood`; encoder-decoder models go to
     :func:`seq2seq_candidate_log_likelihoods`."""
-    if _is_encoder_decoder(model):
+    if is_encoder_decoder(model):
         return seq2seq_candidate_log_likelihoods(model, tokenizer, prompts, candidate_texts, batch_size=batch_size,
                                                  include_eos=include_eos, head_chunk_size=head_chunk_size,
                                                  progress=progress)
@@ -362,7 +365,7 @@ def candidate_log_likelihoods(
                           sums_and_counts)
 
 
-def _answer_token_ids(tokenizer, answer_texts: Sequence[str]) -> list[int]:
+def answer_token_ids(tokenizer, answer_texts: Sequence[str]) -> list[int]:
     """The first token id of each answer text; errors for fewer than two answers, empty ones, or shared tokens."""
     if isinstance(answer_texts, str) or len(answer_texts) < 2:
         raise ValueError(f"answer_texts needs at least two answers (e.g. ('Yes', 'No')), got {answer_texts!r}")
@@ -418,10 +421,10 @@ def candidate_answer_probabilities(
         lists are ``-inf`` (as in :func:`score_candidates_by_likelihood`).
     """
     _check_candidate_lists(prompts, candidate_texts)
-    answer_ids = _answer_token_ids(tokenizer, answer_texts)
+    answer_ids = answer_token_ids(tokenizer, answer_texts)
     if len(prompts) == 0:
         return torch.empty(0, 0)
-    suffix_ids = _tokenize_prompt(tokenizer, suffix)
+    suffix_ids = tokenize_prompt(tokenizer, suffix)
     cand_tok = _CandidateTokenCache(tokenizer, suffix_ids)
     c_ids = [[cand_tok(t) for t in cands] for cands in candidate_texts]
 
@@ -465,29 +468,29 @@ def seq2seq_candidate_log_likelihoods(
     _check_candidate_lists(prompts, candidate_texts)
     if len(prompts) == 0:
         return torch.empty(0, 0), torch.empty(0, 0)
-    inner = _base_model(model)
-    if not _is_encoder_decoder(inner):
+    inner = base_model_of(model)
+    if not is_encoder_decoder(inner):
         raise ValueError(f"{type(inner).__name__} is not an encoder-decoder model; use candidate_log_likelihoods")
     start = inner.config.decoder_start_token_id
     if start is None:
         raise ValueError(f"{type(inner).__name__}.config.decoder_start_token_id is None; set it (T5 uses the pad id)")
     encoder = inner.get_encoder()
     device = inner.get_input_embeddings().weight.device
-    pad_id = _pad_id(tokenizer)
+    pad_id = pad_token_id(tokenizer)
     cand_tok = _CandidateTokenCache(tokenizer, _eos_tail(tokenizer, include_eos))
-    p_ids = [_tokenize_prompt(tokenizer, p) for p in prompts]
+    p_ids = [tokenize_prompt(tokenizer, p) for p in prompts]
     c_ids = [[cand_tok(t) for t in cands] for cands in candidate_texts]
     if any(len(p) == 0 for p in p_ids):
         raise ValueError("Empty prompt: every prompt needs at least one token")
     C = max(len(c) for c in c_ids)
     sums_out, counts_out = torch.zeros(len(prompts), C), torch.zeros(len(prompts), C)
     lengths = [len(p) + sum(len(x) for x in c) for p, c in zip(p_ids, c_ids)]
-    with _eval_mode(model):
-        for bidx in _length_batches(lengths, batch_size, progress, "scoring candidates (seq2seq)"):
-            enc_ids, enc_mask = (x.to(device) for x in _right_pad([p_ids[i] for i in bidx], pad_id))
+    with eval_mode(model):
+        for bidx in length_batches(lengths, batch_size, progress, "scoring candidates (seq2seq)"):
+            enc_ids, enc_mask = (x.to(device) for x in right_pad([p_ids[i] for i in bidx], pad_id))
             states = encoder(input_ids=enc_ids, attention_mask=enc_mask).last_hidden_state
             pairs = [(r, i, c) for r, i in enumerate(bidx) for c in range(len(c_ids[i]))]
-            labels, lmask = _right_pad([c_ids[i][c] for _, i, c in pairs], pad_id)
+            labels, lmask = right_pad([c_ids[i][c] for _, i, c in pairs], pad_id)
             L = labels.shape[1]
             dec_in = torch.cat([torch.full((len(pairs), 1), start, dtype=torch.long), labels[:, :-1]], 1)
             dec_mask = torch.cat([torch.ones((len(pairs), 1), dtype=torch.long), lmask[:, :-1]], 1)
@@ -516,92 +519,3 @@ def rank_candidates(scores: torch.Tensor, candidates: torch.Tensor | Sequence[Se
         raise ValueError(f"scores {tuple(scores.shape)} and candidates {tuple(cand.shape)} differ in shape")
     order = torch.sort(scores, dim=1, descending=True, stable=True).indices
     return cand.gather(1, order.to(cand.device))
-
-
-_NORM_RE = re.compile(r"[\s\"'`.,;:!?]+")
-
-
-def _norm(text: str) -> str:
-    return _NORM_RE.sub(" ", text.lower()).strip()
-
-
-def match_title(text: str, titles: Sequence[str]) -> int:
-    """Index of the candidate title a generated text names, or -1: exact (normalised) match first, then the
-    longest title contained in the text."""
-    t = _norm(text)
-    normed = [_norm(x) for x in titles]
-    for i, n in enumerate(normed):
-        if n and t == n:
-            return i
-    best, best_len = -1, 0
-    for i, n in enumerate(normed):
-        if n and n in t and len(n) > best_len:
-            best, best_len = i, len(n)
-    return best
-
-
-def _generate_texts(model, tokenizer, prompt_ids: Sequence[Sequence[int]], **generate_kwargs) -> list[str]:
-    """One left-padded ``model.generate`` over a batch of token-id prompts; decodes only the new tokens
-    (special tokens skipped). Shared by :func:`generate_then_match` and ``generation.CachedGenerator``."""
-    if any(len(p) == 0 for p in prompt_ids):
-        raise ValueError("Empty prompt: every prompt needs at least one token")
-    pad_id = _pad_id(tokenizer)
-    device = _base_model(model).get_input_embeddings().weight.device
-    ids = left_pad(prompt_ids, pad=pad_id)  # decoder-only generation continues from the right end
-    att = left_pad([[1] * len(p) for p in prompt_ids], pad=0)
-    kwargs = {"pad_token_id": pad_id, **generate_kwargs}
-    out = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **kwargs)
-    new = out if _is_encoder_decoder(model) else out[:, ids.shape[1] :]  # seq2seq outputs hold no prompt
-    return tokenizer.batch_decode(new, skip_special_tokens=True)
-
-
-@dataclass
-class GenerationMatchResult:
-    predictions: torch.Tensor  # (B,) index of the matched candidate, -1 when invalid
-    texts: list[str]  # the decoded generations
-    valid_ratio: float  # share of generations that named a candidate
-    scores: torch.Tensor  # (B, C) 1.0 at the matched candidate, 0 elsewhere (for the shared metrics)
-
-
-@torch.no_grad()
-def generate_then_match(
-    model,
-    tokenizer,
-    prompts: Sequence[str | Sequence[int]],
-    candidate_texts: Sequence[Sequence[str]],
-    batch_size: int = 8,
-    max_new_tokens: int | None = None,
-    progress: bool = False,
-    generate_kwargs: dict | None = None,
-    on_batch: Callable[[int], None] | None = None,
-) -> GenerationMatchResult:
-    """Greedy-decode an answer for every prompt and match it to one of the prompt's candidate titles."""
-    if len(prompts) != len(candidate_texts):
-        raise ValueError(f"{len(prompts)} prompts but {len(candidate_texts)} candidate lists")
-    if max_new_tokens is None:
-        longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for c in candidate_texts for t in c)
-        max_new_tokens = longest + 2
-    p_ids = [_tokenize_prompt(tokenizer, p) for p in prompts]
-    C = max(len(c) for c in candidate_texts)
-    preds = torch.full((len(prompts),), -1, dtype=torch.long)
-    scores = torch.zeros(len(prompts), C)
-    texts: list[str] = [""] * len(prompts)
-    starts = range(0, len(prompts), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="generate-then-match", unit="batch")
-    kwargs = dict(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens)
-    kwargs.update(generate_kwargs or {})
-    with _eval_mode(model):
-        for s in starts:
-            for j, text in enumerate(_generate_texts(model, tokenizer, p_ids[s : s + batch_size], **kwargs), s):
-                texts[j] = text.strip()
-                k = match_title(texts[j], candidate_texts[j])
-                preds[j] = k
-                if k >= 0:
-                    scores[j, k] = 1.0
-            if on_batch is not None:
-                on_batch(s)
-    valid = float((preds >= 0).float().mean()) if len(prompts) else 0.0
-    return GenerationMatchResult(predictions=preds, texts=texts, valid_ratio=valid, scores=scores)

@@ -31,8 +31,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ...models.p2rec import PreferenceParserLM
-from ..common.generation import _fsync_tree, _quiet_datasets
-from ..common.scoring import _eval_mode, _length_batches, _pack_batch, _right_pad
+from ..common.generation import fsync_tree, quiet_datasets
+from ..common.scoring import eval_mode, length_batches, pack_batch, right_pad
 from ..common.sft import unwrap_to
 from .prompts import PROMPT_VERSION, PreferencePrompter
 
@@ -73,9 +73,9 @@ def pooled_states(model, prompts: list[list[int]], pad_token_id: int, batch_size
     first, right-padded), in the given order."""
     device = next(model.parameters()).device
     out: np.ndarray | None = None
-    with _eval_mode(model):
-        for rows in _length_batches([len(p) for p in prompts], batch_size, progress, desc):
-            ids, mask = _right_pad([prompts[i] for i in rows], pad_token_id)
+    with eval_mode(model):
+        for rows in length_batches([len(p) for p in prompts], batch_size, progress, desc):
+            ids, mask = right_pad([prompts[i] for i in rows], pad_token_id)
             pooled = model(input_ids=ids.to(device), attention_mask=mask.to(device)).pooled_hidden_states
             if out is None:
                 out = np.zeros((len(prompts), pooled.shape[-1]), dtype=np.float32)
@@ -108,10 +108,10 @@ def packed_last_token_states(model, prompts: list[list[int]], pad_token_id: int,
     dtype = decoder.get_input_embeddings().weight.dtype
     device = decoder.get_input_embeddings().weight.device
     out = np.zeros((len(prompts), parser.config.text_config.hidden_size), dtype=np.float32)
-    with _eval_mode(model):
+    with eval_mode(model):
         for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch", disable=not progress):
             chunk = list(range(start, min(start + batch_size, len(prompts))))
-            packed = _pack_batch([prompts[0][:prefix]], [[own[i] for i in chunk]], pad_token_id, dtype, device,
+            packed = pack_batch([prompts[0][:prefix]], [[own[i] for i in chunk]], pad_token_id, dtype, device,
                                  len(chunk))
             hidden = decoder(input_ids=packed.input_ids, attention_mask=packed.mask, position_ids=packed.position_ids,
                              use_cache=False).last_hidden_state
@@ -155,10 +155,10 @@ def write_table(path: Path, table: np.ndarray, info: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-table-", dir=path.parent))
     try:
-        with _quiet_datasets():
+        with quiet_datasets():
             dataset.save_to_disk(str(tmp / "table"))
         (tmp / "table" / TABLE_INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
-        _fsync_tree(tmp / "table")
+        fsync_tree(tmp / "table")
         if not path.exists():  # another process may have written the same table meanwhile: keep theirs
             os.replace(tmp / "table", path)
     finally:

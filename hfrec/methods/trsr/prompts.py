@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..common.prompts import DOMAIN_WORDS, ItemCatalog, check_domain, completion_example, encode_chat
-from ..common.scoring import _answer_token_ids
+from ..common.scoring import answer_token_ids
 
 PROMPT_VERSION = "trsr-summary-v1"
 
@@ -137,7 +137,7 @@ class TRSRPrompter(ItemTexts):
                              f"{self.recent_items}")
         if len(self.answers) != 2:
             raise ValueError(f"answers must be (positive, negative), e.g. ('Yes', 'No'); got {self.answers!r}")
-        self.answer_ids = _answer_token_ids(self.tokenizer, self.answers)  # refuses answers sharing a first token
+        self.answer_ids = answer_token_ids(self.tokenizer, self.answers)  # refuses answers sharing a first token
         self.suffix_ids = self._ids(self._render(_SLOT)[1])
 
     def _render(self, user: str) -> tuple[str, str]:
