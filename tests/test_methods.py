@@ -164,3 +164,14 @@ def test_examples_run(tiny_setup, tmp_path, hub_server, hub_client_env):
     env = hub_client_env(hub_server.endpoint, tmp_path / "hf-home")
     printed = run_example("hub_push_pull.py", sasrec, "tester/sasrec-tiny", env=env)
     assert "model type: sasrec" in printed
+
+
+@pytest.mark.parametrize("fields, expected", [
+    (None, "Toy Story (1995) (genres: Animation)"),  # the year is in the title already: not spent twice
+    (["genres", "year"], "Toy Story (1995) (genres: Animation; year: 1995)"),  # asked for explicitly: shown
+])
+def test_item_text_skips_what_the_title_shows(fields, expected):
+    from hfrec.methods.common.prompts import ItemCatalog
+
+    catalog = ItemCatalog([None, "Toy Story (1995)"], {"genres": [None, "Animation"], "year": [None, "1995"]})
+    assert catalog.text(1, fields) == expected

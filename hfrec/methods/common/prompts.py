@@ -14,6 +14,7 @@ Bad inputs raise ``ValueError`` naming the problem: an item id outside the catal
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -118,7 +119,8 @@ class ItemCatalog:
 
     def text(self, item_id: int, fields: Sequence[str] | None = None, tokenizer=None,
              max_tokens: int | None = None) -> str:
-        """``"Title (genres: ...; brand: ...)"``: the title and the non-empty ``fields`` (default: every text field),
+        """``"Title (genres: ...; brand: ...)"``: the title and the non-empty ``fields`` (default: every text field the
+        title does not already show),
         cut to ``max_tokens`` tokens of ``tokenizer`` when both are given (the title is never cut by less than the
         whole budget: a long description goes first)."""
         title = self.title(item_id)
@@ -128,9 +130,10 @@ class ItemCatalog:
             raise ValueError(f"Unknown item text field(s) {unknown}: this catalogue has {sorted(self.fields)}")
         parts = []
         for name in names:
-            value = self.fields[name][int(item_id)]
-            if value is not None and str(value).strip():
-                parts.append(f"{name}: {str(value).strip()}")
+            value = str(self.fields[name][int(item_id)] or "").strip()
+            # by default a field the title already shows as a whole word (MovieLens's year) would only spend budget
+            if value and not (fields is None and re.search(rf"(?<!\w){re.escape(value)}(?!\w)", title)):
+                parts.append(f"{name}: {value}")
         text = f"{title} ({'; '.join(parts)})" if parts else title
         if tokenizer is not None and max_tokens:
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -16,7 +16,6 @@ Bump :data:`PROMPT_VERSION` whenever a summary template changes: it is part of t
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -81,11 +80,7 @@ class ItemTexts:
         """The item's title and fields within the token budget (cached: items repeat across users)."""
         text = self._texts.get(int(item_id))
         if text is None:
-            # a field the title already shows as a whole word (MovieLens's year) would only spend the budget
-            title = self.catalog.title(item_id)
-            fields = [name for name, values in self.catalog.fields.items() if not re.search(
-                rf"(?<!\w){re.escape(str(values[int(item_id)] or '').strip())}(?!\w)", title)]
-            text = self._texts[int(item_id)] = self.catalog.text(int(item_id), fields, tokenizer=self.tokenizer,
+            text = self._texts[int(item_id)] = self.catalog.text(int(item_id), tokenizer=self.tokenizer,
                                                                  max_tokens=self.item_text_tokens)
         return text
 
