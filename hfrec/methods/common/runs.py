@@ -64,6 +64,12 @@ class MethodScriptArguments:
     max_steps: int = field(default=-1, metadata={"help": "Stop each training stage after N steps (-1: the epochs)."})
     eval_split: str = field(default="test", metadata={"help": "validation | test."})
     eval_users: int | None = field(default=None, metadata={"help": "First N users of the split (unset: the preset's)."})
+    per_device_train_batch_size: int | None = field(default=None, metadata={"help": "Training batch per device."})
+    gradient_accumulation_steps: int | None = field(default=None, metadata={"help": "Accumulation steps."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    lora_top_layers: int | None = field(
+        default=None, metadata={"help": "LoRA on the last N decoder layers only (0: all; unset: the preset's)."})
     resume_from_checkpoint: bool = field(default=False, metadata={"help": "Resume training from the last checkpoint."})
     seed: int = field(default=42, metadata={"help": "Training seed."})
     disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})

@@ -114,16 +114,10 @@ class DELRecScriptArguments(MethodScriptArguments):
     stage2_max_rows: int | None = field(default=None, metadata={"help": "Cap on stage-2 examples."})
     stage2_epochs: float | None = field(default=None, metadata={"help": "Stage-2 epochs."})
     stage2_learning_rate: float | None = field(default=None, metadata={"help": "Stage-2 (LoRA) learning rate."})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     lora_target_modules: str | None = field(
         default=None, metadata={"help": "Comma-separated module names, or all-linear (every linear but the LM head)."}
     )
     lora_dropout: float | None = field(default=None, metadata={"help": "LoRA dropout."})
-    lora_top_layers: int | None = field(default=None, metadata={"help": "LoRA on the last N decoder layers only "
-                                                                        "(0: all)."})
-    per_device_train_batch_size: int | None = field(default=None, metadata={"help": "Batch per device."})
-    gradient_accumulation_steps: int | None = field(default=None, metadata={"help": "Accumulation steps."})
     stage1_args: str = field(default="{}", metadata={"help": "JSON: any other DELRecDistillConfig fields."})
     stage2_args: str = field(default="{}", metadata={"help": "JSON: any other DELRecSFTConfig fields."})
     eval_batch_size: int | None = field(default=None, metadata={"help": "Users per ranking forward."})

@@ -117,15 +117,10 @@ class P2RecScriptArguments(MethodScriptArguments):
     max_examples: int | None = field(default=None, metadata={"help": "Seeded subset of at most N SFT examples."})
     sft_epochs: float | None = field(default=None, metadata={"help": "Epochs of the parser SFT."})
     learning_rate: float | None = field(default=None, metadata={"help": "Learning rate of the LoRA weights and head."})
-    per_device_train_batch_size: int | None = field(default=None, metadata={"help": "SFT batch per device."})
-    gradient_accumulation_steps: int | None = field(default=None, metadata={"help": "SFT accumulation steps."})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank (0: train the head only)."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
     lora_target_modules: str | None = field(
         default=None, metadata={"help": "Comma-separated module names, or all-linear."}
     )
-    lora_top_layers: int | None = field(default=None, metadata={"help": "LoRA on the last N layers only (0: all)."})
     sft_args: str = field(default="{}", metadata={"help": "JSON: any other PreferenceParserSFTConfig fields."})
     embedding_batch_size: int | None = field(default=None, metadata={"help": "Items per forward for the table."})
     sr_model: str = field(default="sasrec",

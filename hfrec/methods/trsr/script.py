@@ -133,14 +133,8 @@ class TRSRScriptArguments(MethodScriptArguments):
                                                                         "0: no cap)."})
     num_train_epochs: float | None = field(default=None, metadata={"help": "Recommender epochs."})
     learning_rate: float | None = field(default=None, metadata={"help": "LoRA learning rate."})
-    per_device_train_batch_size: int | None = field(default=None, metadata={"help": "Batch per device."})
-    gradient_accumulation_steps: int | None = field(default=None, metadata={"help": "Accumulation steps."})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank (paper: 8)."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (paper: 16)."})
     lora_target_modules: str = field(default="q_proj,k_proj,v_proj,o_proj",
                                      metadata={"help": "Comma-separated module names, or all-linear."})
-    lora_top_layers: int | None = field(default=None, metadata={"help": "LoRA on the last N decoder layers only "
-                                                                        "(0: all)."})
     sft_args: str = field(default="{}", metadata={"help": "JSON: any other TRSRSFTConfig fields."})
     compile_layers: bool | None = field(default=None, metadata={"help": "torch.compile each decoder layer for "
                                                                         "training."})
