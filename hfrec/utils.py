@@ -29,4 +29,16 @@ def atomic_write_json(path: str | os.PathLike, payload) -> Path:
     return atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
-__all__ = ["atomic_write_json", "atomic_write_text"]
+def run_script(main) -> None:
+    """Run a launchable script's ``main()``, then leave a ``torch.distributed`` group cleanly: under ``accelerate
+    launch`` with gloo, a process that exits while still in the group can abort ("terminate called without an
+    active exception") and fail the whole launch after the work is done."""
+    main()
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+__all__ = ["atomic_write_json", "atomic_write_text", "run_script"]

@@ -13,6 +13,7 @@ import torch
 from accelerate import PartialState
 from hfrec.data import load_benchmark
 from hfrec.evaluation import evaluate_scorer, process_rank_and_count
+from hfrec.utils import run_script
 
 PartialState()  # joins the process group that `accelerate launch` set up (gloo on CPU)
 rank, processes = process_rank_and_count()
@@ -26,12 +27,12 @@ def scorer(batch, protocol):  # deterministic, not trivial: the rank of a user n
     items = torch.as_tensor(batch["candidates"]) if protocol == "candidates" else torch.arange(ds.num_items + 1)
     return ((users * 31 + items * 17) % 13).float().expand(len(users), -1)
 
-result = {p: evaluate_scorer(scorer, ds["test"], p, batch_size=7, progress=False) for p in ("full", "candidates")}
-with open(f"{out}/rank{rank}.json", "w") as handle:
-    json.dump({"scored": scored, "metrics": result, "processes": processes}, handle)
-if torch.distributed.is_initialized():  # leave the group cleanly: gloo aborts a process that exits inside it
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
+def main():
+    result = {p: evaluate_scorer(scorer, ds["test"], p, batch_size=7, progress=False) for p in ("full", "candidates")}
+    with open(f"{out}/rank{rank}.json", "w") as handle:
+        json.dump({"scored": scored, "metrics": result, "processes": processes}, handle)
+
+run_script(main)  # leaves the gloo group cleanly, as the launchable scripts do
 '''
 
 

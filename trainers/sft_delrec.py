@@ -9,8 +9,9 @@ lives in `hfrec.methods.delrec.script` so `hfrec train delrec` runs the same cod
 """
 
 from hfrec.methods.delrec.script import main, make_parser
+from hfrec.utils import run_script
 
 __all__ = ["main", "make_parser"]
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -10,8 +10,9 @@ every option.
 """
 
 from hfrec.methods.trsr.script import main, make_parser
+from hfrec.utils import run_script
 
 __all__ = ["main", "make_parser"]
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -7,8 +7,9 @@ option.
 """
 
 from hfrec.trainers.train_sr import main, make_parser
+from hfrec.utils import run_script
 
 __all__ = ["main", "make_parser"]
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

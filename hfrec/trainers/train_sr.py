@@ -29,7 +29,7 @@ from ..models import SR_MODELS
 from .sr_config import SRTrainingConfig
 from .sr_trainer import SRTrainer, evaluate_sr_model
 from ..methods.common.ranking import write_recommender_info
-from ..utils import atomic_write_json, atomic_write_text
+from ..utils import atomic_write_json, atomic_write_text, run_script
 
 logger = logging.getLogger("hfrec.train_sr")
 
@@ -115,4 +115,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -48,7 +48,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from ...data import load_benchmark
 from ...evaluation import evaluate_scorer, popularity_scorer, sr_model_scorer
 from ...models.delrec import DELRecForCausalLM
-from ...utils import atomic_write_json
+from ...utils import atomic_write_json, run_script
 from ..common.backbones import resolve_dtype
 from ..common.data import select_training_rows
 from ..common.prompts import ItemCatalog
@@ -411,4 +411,4 @@ def save_recommender_info(out: Path, args, teacher_dir: Path, ds, length_normali
 __all__ = ["DELRecScriptArguments", "PRESETS", "main", "make_parser"]
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

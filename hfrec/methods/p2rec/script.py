@@ -57,7 +57,7 @@ from ...models.p2rec import PreferenceParserLM
 from ...trainers.sr_config import SRTrainingConfig
 from ...trainers.sr_trainer import SRTrainer, evaluate_sr_model
 from ...trainers.train_sr import SRScriptArguments, build_model
-from ...utils import atomic_write_json
+from ...utils import atomic_write_json, run_script
 from ..common.backbones import resolve_dtype
 from ..common.prompts import ItemCatalog
 from ..common.ranking import RankingTable, write_recommender_info
@@ -454,4 +454,4 @@ def main(argv: list[str] | None = None) -> dict:
 __all__ = ["P2RecScriptArguments", "PRESETS", "main", "make_parser"]
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -60,7 +60,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ...data import load_benchmark
 from ...evaluation import evaluate_scorer, popularity_scorer, sr_model_scorer
-from ...utils import atomic_write_json
+from ...utils import atomic_write_json, run_script
 from ..common.backbones import load_backbone, resolve_backbone, resolve_dtype
 from ..common.data import select_training_rows
 from ..common.prompts import ItemCatalog
@@ -418,4 +418,4 @@ def main(argv: list[str] | None = None) -> dict:
 __all__ = ["PRESETS", "TRSRScriptArguments", "main", "make_parser"]
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
