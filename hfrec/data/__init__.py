@@ -8,6 +8,7 @@ from .builder import (
     check_benchmark_name,
     load_benchmark,
     load_items,
+    load_reviews,
     training_sequences,
 )
 from .processing import TIME_ORDERS, CorruptDataError
@@ -16,5 +17,5 @@ from .sources import BENCHMARKS, DataSourceError, hfrec_cache_dir
 __all__ = [
     "BENCHMARKS", "GENERIC", "CorruptDataError", "DataSourceError", "RecBenchmarkBuilder", "RecBenchmarkConfig",
     "RecDatasetDict", "TIME_ORDERS", "check_benchmark_name", "hfrec_cache_dir", "load_benchmark", "load_items",
-    "training_sequences",
+    "load_reviews", "training_sequences",
 ]

@@ -289,5 +289,37 @@ def training_sequences(train: datasets.Dataset) -> list[list[int]]:
     return list(sequences.values())
 
 
-__all__ = ["GENERIC", "RecBenchmarkBuilder", "RecBenchmarkConfig", "RecDatasetDict", "item_features",
-           "load_benchmark", "load_items", "training_sequences"]
+# `.inter` text fields that hold what a user wrote about an item (Amazon exports: review_text / summary)
+REVIEW_FIELDS = ("review_text", "review", "explanation", "text", "summary")
+
+
+def load_reviews(ds: RecDatasetDict, data_dir: str | None = None) -> dict[tuple[int, int], str]:
+    """``{(user_id, item_id): review text}`` in hfrec's ids for a loaded split ``ds``, read from the first field of
+    `REVIEW_FIELDS` its `.inter` file has; ``{}`` when it has none (MovieLens). Users and items are mapped by
+    the same processing that built ``ds`` (its protocol), so ids agree with its rows."""
+    from .processing import _read_atomic
+
+    name = ds.name if ds.name in BENCHMARKS else GENERIC
+    p = {k: v for k, v in ds.protocol.items() if k != "split"}
+    builder = _builder(name, "interactions", data_dir, hfrec_cache_dir() / "datasets", **p)
+    spec = _spec_for(builder.config)
+    raw_dir = resolve_raw_dir(spec, builder.config.data_dir)
+    names, rows = _read_atomic(raw_dir / f"{spec.file_prefix}.inter")
+    field = next((f for f in REVIEW_FIELDS if f in names), None)
+    if field is None:
+        return {}
+    bench = _processed(name, str(raw_dir), spec.file_prefix, builder.config.source_fingerprint,
+                       p["min_user_interactions"], p["min_item_interactions"], p["drop_repeats"], p["time_order"])
+    user_index = {u: i for i, u in enumerate(bench.user_ids)}
+    item_index = {t: i + 1 for i, t in enumerate(bench.item_ids)}
+    u_col, i_col, r_col = names.index("user_id"), names.index("item_id"), names.index(field)
+    reviews = {}
+    for row in rows:
+        user, item, text = user_index.get(row[u_col]), item_index.get(row[i_col]), " ".join(row[r_col].split())
+        if user is not None and item is not None and text:
+            reviews.setdefault((user, item), text)  # a repeated pair keeps its first review, as the split does
+    return reviews
+
+
+__all__ = ["GENERIC", "REVIEW_FIELDS", "RecBenchmarkBuilder", "RecBenchmarkConfig", "RecDatasetDict",
+           "item_features", "load_benchmark", "load_items", "load_reviews", "training_sequences"]

@@ -40,10 +40,10 @@ import numpy as np
 import torch
 
 from ...evaluation import left_pad
-from .scoring import base_model_of, eval_mode, is_encoder_decoder, pad_token_id, tokenize_prompt
+from .scoring import base_model_of, batch_row_inputs, eval_mode, is_encoder_decoder, pad_token_id, tokenize_prompt
 
-__all__ = ["CachedGenerator", "GenerationMatchResult", "fsync_tree", "generate_then_match", "match_title",
-           "quiet_datasets"]
+__all__ = ["CachedGenerator", "ConstrainedGeneration", "GenerationMatchResult", "ItemTrie", "fsync_tree",
+           "generate_items", "generate_then_match", "generate_token_ids", "match_title", "quiet_datasets"]
 
 _COLUMNS = ("id", "key", "prompt_version", "text")
 _SHARD_PREFIX = "shard-"
@@ -311,19 +311,29 @@ def match_title(text: str, titles: Sequence[str]) -> int:
     return best
 
 
-def _generate_texts(model, tokenizer, prompt_ids: Sequence[Sequence[int]], **generate_kwargs) -> list[str]:
-    """One left-padded ``model.generate`` over a batch of token-id prompts; decodes only the new tokens
-    (special tokens skipped). Shared by :func:`generate_then_match` and :class:`CachedGenerator`."""
+def generate_token_ids(model, tokenizer, prompt_ids: Sequence[Sequence[int]], row_inputs=None,
+                       **generate_kwargs) -> list[list[int]]:
+    """One ``model.generate`` over a batch of token-id prompts (left-padded: decoder-only generation continues from
+    the right end); returns the new tokens of each returned sequence (``num_return_sequences`` per prompt, in
+    order). ``row_inputs`` are per-prompt model inputs (PeaPOD's ``user_index``), expanded with the beams."""
     if any(len(p) == 0 for p in prompt_ids):
         raise ValueError("Empty prompt: every prompt needs at least one token")
     pad_id = pad_token_id(tokenizer)
     device = base_model_of(model).get_input_embeddings().weight.device
-    ids = left_pad(prompt_ids, pad=pad_id)  # decoder-only generation continues from the right end
+    ids = left_pad(prompt_ids, pad=pad_id)
     att = left_pad([[1] * len(p) for p in prompt_ids], pad=0)
-    kwargs = {"pad_token_id": pad_id, **generate_kwargs}
+    kwargs = {"pad_token_id": pad_id, **batch_row_inputs(row_inputs, range(len(prompt_ids)), device),
+              **generate_kwargs}
     out = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **kwargs)
     new = out if is_encoder_decoder(model) else out[:, ids.shape[1] :]  # seq2seq outputs hold no prompt
-    return tokenizer.batch_decode(new, skip_special_tokens=True)
+    return new.tolist()
+
+
+def _generate_texts(model, tokenizer, prompt_ids: Sequence[Sequence[int]], **generate_kwargs) -> list[str]:
+    """The decoded new tokens (special tokens skipped) of :func:`generate_token_ids`. Shared by
+    :func:`generate_then_match` and :class:`CachedGenerator`."""
+    return tokenizer.batch_decode(generate_token_ids(model, tokenizer, prompt_ids, **generate_kwargs),
+                                  skip_special_tokens=True)
 
 
 @dataclass
@@ -376,3 +386,96 @@ def generate_then_match(
                 on_batch(s)
     valid = float((preds >= 0).float().mean()) if len(prompts) else 0.0
     return GenerationMatchResult(predictions=preds, texts=texts, valid_ratio=valid, scores=scores)
+
+
+class ItemTrie:
+    """A prefix tree over the token ids of every item's identifier (+ EOS): decoding under it can only spell an item
+    that exists (P5-style constrained generation). ``allowed(prefix)`` lists the tokens that continue a valid
+    prefix; ``item_of(tokens)`` maps a finished sequence back to its item id (-1 for anything else)."""
+
+    def __init__(self, item_tokens: Mapping[int, Sequence[int]]):
+        if not item_tokens:
+            raise ValueError("An item trie needs at least one item")
+        self.root: dict = {}
+        self.items: dict[tuple[int, ...], int] = {}
+        for item, tokens in item_tokens.items():
+            tokens = tuple(int(t) for t in tokens)
+            if not tokens:
+                raise ValueError(f"Item {item} has an empty identifier: every item needs at least one token")
+            if tokens in self.items:  # two items spelled alike: generation could not tell them apart
+                raise ValueError(f"Items {self.items[tokens]} and {item} have the same identifier tokens; make "
+                                 "identifiers unique (e.g. item_identifier='id')")
+            self.items[tokens] = int(item)
+            node = self.root
+            for t in tokens:
+                node = node.setdefault(t, {})
+        self.max_length = max(len(t) for t in self.items)
+
+    def allowed(self, prefix: Sequence[int]) -> list[int]:
+        node = self.root
+        for t in prefix:
+            node = node.get(int(t))
+            if node is None:
+                return []
+        return list(node)
+
+    def item_of(self, tokens: Sequence[int], stop_ids: Sequence[int] = ()) -> int:
+        """The item ``tokens`` spell, reading up to and including the first token that ends an item."""
+        tokens = [int(t) for t in tokens]
+        for end in range(1, len(tokens) + 1):
+            if tuple(tokens[:end]) in self.items:
+                return self.items[tuple(tokens[:end])]
+            if tokens[end - 1] in stop_ids:
+                break
+        return -1
+
+
+@dataclass
+class ConstrainedGeneration:
+    """What :func:`generate_items` returns: per prompt, the generated items best first (-1 = an output that names no
+    item; never produced under the trie, still counted), and the share of outputs that named an item."""
+
+    items: list[list[int]]
+    valid_ratio: float
+
+
+@torch.no_grad()
+def generate_items(model, tokenizer, prompts: Sequence[str | Sequence[int]], trie: ItemTrie, num_beams: int = 10,
+                   num_return: int | None = None, batch_size: int = 8, row_inputs=None,
+                   progress: bool = False) -> ConstrainedGeneration:
+    """Beam search under ``trie`` (``prefix_allowed_tokens_fn``): the top ``num_return`` (default ``num_beams``)
+    items of each prompt, best first, duplicates dropped. A ranking over the whole catalogue by generation."""
+    num_return = num_return or num_beams
+    if num_return > num_beams:
+        raise ValueError(f"num_return={num_return} > num_beams={num_beams}: beam search returns at most num_beams")
+    p_ids = [tokenize_prompt(tokenizer, p) for p in prompts]
+    seq2seq = is_encoder_decoder(model)
+    stop = [t for t in (tokenizer.eos_token_id, pad_token_id(tokenizer)) if t is not None]
+    out, valid, total = [], 0, 0
+    starts = range(0, len(p_ids), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="constrained generation", unit="batch")
+    with eval_mode(model):
+        for s in starts:
+            batch = p_ids[s : s + batch_size]
+            width = max(len(p) for p in batch)
+
+            def allowed(_, sent: torch.Tensor) -> list[int]:
+                prefix = sent.tolist()[1:] if seq2seq else sent.tolist()[width:]  # seq2seq: after the start token
+                return trie.allowed(prefix) or stop[:1]  # a finished item only pads on
+
+            rows = {k: torch.as_tensor(v)[s : s + batch_size] for k, v in (row_inputs or {}).items()}
+            generated = generate_token_ids(model, tokenizer, batch, row_inputs=rows, num_beams=num_beams,
+                                           num_return_sequences=num_return, do_sample=False,
+                                           max_new_tokens=trie.max_length, prefix_allowed_tokens_fn=allowed,
+                                           early_stopping=True)
+            for i in range(len(batch)):
+                seqs = generated[i * num_return : (i + 1) * num_return]
+                seqs = [q[1:] if seq2seq else q for q in seqs]
+                items = [trie.item_of(q, stop) for q in seqs]
+                valid += sum(x >= 0 for x in items)
+                total += len(items)
+                out.append(list(dict.fromkeys(items)))
+    return ConstrainedGeneration(out, valid / total if total else 0.0)

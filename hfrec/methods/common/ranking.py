@@ -42,6 +42,7 @@ class LikelihoodScorer:
         candidate_text: item id -> the text that is scored (e.g. ``catalog.title``).
         batch_size: users per packed forward.
         length_normalize: 1 = mean token log-prob, 0 = sum, a = sum / n**a.
+        row_inputs: rows -> per-prompt model inputs besides the tokens (PeaPOD's ``user_index`` / ``task``).
     """
 
     model: object
@@ -53,13 +54,15 @@ class LikelihoodScorer:
     progress: bool = False
     seconds: float = 0.0
     recorded: list | None = field(default=None, repr=False)  # (sums, counts) per call while recording
+    row_inputs: Callable[[dict], dict] | None = None
 
     def log_likelihoods(self, rows: dict) -> tuple[torch.Tensor, torch.Tensor]:
         prompts = self.build_prompts(rows)
         texts = [[self.candidate_text(int(c)) for c in cands] for cands in rows["candidates"]]
         start = time.perf_counter()
         sums, counts = candidate_log_likelihoods(self.model, self.tokenizer, prompts, texts,
-                                                 batch_size=self.batch_size, progress=self.progress)
+                                                 batch_size=self.batch_size, progress=self.progress,
+                                                 row_inputs=self.row_inputs(rows) if self.row_inputs else None)
         self.seconds += time.perf_counter() - start
         if self.recorded is not None:
             self.recorded.append((sums, counts))
@@ -113,6 +116,7 @@ class LLMRecommender:
     length_normalize: float = 1.0
     batch_size: int = 8
     can_rank_catalogue: bool = False
+    row_inputs: Callable[[dict], dict] | None = None  # rows -> per-prompt model inputs (LikelihoodScorer's)
 
     def default_candidates(self, histories) -> list[list[int]]:
         if self.teacher is None:
@@ -123,7 +127,8 @@ class LLMRecommender:
 
     def score(self, histories, candidates) -> torch.Tensor:
         scorer = LikelihoodScorer(self.model, self.tokenizer, self.build_prompts, self.catalog.title,
-                                  batch_size=self.batch_size, length_normalize=self.length_normalize)
+                                  batch_size=self.batch_size, length_normalize=self.length_normalize,
+                                  row_inputs=self.row_inputs)
         rows = {"history": [list(h) for h in histories], "full_history": [list(h) for h in histories],
                 "candidates": [list(c) for c in candidates], "target": [c[0] for c in candidates]}
         return scorer(rows, "candidates")

@@ -34,7 +34,7 @@ in ``hfrec.methods.common.generation``.
 from __future__ import annotations
 
 import contextlib
-from typing import NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -44,6 +44,7 @@ from transformers.modeling_outputs import BaseModelOutput
 __all__ = [
     "answer_token_ids",
     "base_model_of",
+    "batch_row_inputs",
     "candidate_answer_probabilities",
     "candidate_log_likelihoods",
     "eval_mode",
@@ -178,6 +179,25 @@ def length_batches(lengths: Sequence[int], batch_size: int, progress: bool, desc
     return batches
 
 
+# per-prompt model inputs besides the tokens, e.g. PeaPOD's {"user_index": (B,), "task": (B,)}: a soft-prompt
+# method whose prompt depends on the row gets them in the backbone's (or encoder's) forward
+RowInputs = Mapping[str, torch.Tensor] | None
+
+
+def batch_row_inputs(row_inputs: RowInputs, rows: Sequence[int], device) -> dict[str, torch.Tensor]:
+    """The entries of ``row_inputs`` for the prompts ``rows`` of one batch, on ``device``."""
+    if not row_inputs:
+        return {}
+    index = torch.as_tensor(list(rows), dtype=torch.long)
+    return {name: torch.as_tensor(value)[index].to(device) for name, value in row_inputs.items()}
+
+
+def _check_row_inputs(row_inputs: RowInputs, n: int) -> None:
+    for name, value in (row_inputs or {}).items():
+        if len(value) != n:
+            raise ValueError(f"row_inputs[{name!r}] has {len(value)} entries for {n} prompts: give one per prompt")
+
+
 class _Packed(NamedTuple):
     input_ids: torch.Tensor  # (B, T)
     mask: torch.Tensor  # (B, 1, T, T) additive block mask
@@ -238,11 +258,12 @@ def pack_batch(prompt_ids: list[list[int]], cand_ids: list[list[list[int]]], pad
 
 
 def _packed_scores(model, tokenizer, prompts, cand_ids: list[list[list[int]]], batch_size: int, progress: bool,
-                   desc: str, score_batch: Callable) -> tuple[torch.Tensor, ...]:
+                   desc: str, score_batch: Callable, row_inputs: RowInputs = None) -> tuple[torch.Tensor, ...]:
     """The packed forward over all users, shared by the scoring functions of causal LMs.
 
     ``score_batch(hidden, packed, head, softcap)`` turns the backbone's ``(b, T, H)`` hidden states of one batch
-    into a tuple of ``(b, C_max)`` tensors; they are gathered into ``(B, C_max)`` CPU tensors in prompt order."""
+    into a tuple of ``(b, C_max)`` tensors; they are gathered into ``(B, C_max)`` CPU tensors in prompt order.
+    ``row_inputs`` go to the backbone, each batch taking its rows (:func:`batch_row_inputs`)."""
     if is_encoder_decoder(model):
         raise ValueError(f"{desc} packs candidates after the prompt of a causal LM; "
                          f"{type(base_model_of(model)).__name__} is an encoder-decoder model")
@@ -266,7 +287,8 @@ def _packed_scores(model, tokenizer, prompts, cand_ids: list[list[list[int]]], b
         for bidx in length_batches(lengths, batch_size, progress, desc):
             packed = pack_batch([p_ids[i] for i in bidx], [cand_ids[i] for i in bidx], pad_id, dtype, device, C)
             hidden = backbone(input_ids=packed.input_ids, attention_mask=packed.mask,
-                              position_ids=packed.position_ids, use_cache=False)
+                              position_ids=packed.position_ids, use_cache=False,
+                              **batch_row_inputs(row_inputs, bidx, device))
             hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
             done.append((bidx, score_batch(hidden, packed, head, cap)))
     outs = tuple(torch.empty(len(prompts), C) for _ in done[0][1])
@@ -294,6 +316,7 @@ def score_candidates_by_likelihood(
     include_eos: bool = True,
     head_chunk_size: int = 4096,
     progress: bool = False,
+    row_inputs: RowInputs = None,
 ) -> torch.Tensor:
     """Score every candidate of every prompt by ``log p(candidate text + EOS | prompt)``.
 
@@ -311,13 +334,15 @@ def score_candidates_by_likelihood(
             not win by being short.
         head_chunk_size: positions projected through the LM head at once.
         progress: show a tqdm bar.
+        row_inputs: per-prompt model inputs besides the tokens (``{"user_index": (B,)}`` for PeaPOD's
+            personalized prompts), passed to the backbone (the encoder of an encoder-decoder model).
 
     Returns:
         ``(B, C_max)`` float32 tensor on the CPU; higher is better.
     """
     sums, counts = candidate_log_likelihoods(model, tokenizer, prompts, candidate_texts, batch_size=batch_size,
                                              include_eos=include_eos, head_chunk_size=head_chunk_size,
-                                             progress=progress)
+                                             progress=progress, row_inputs=row_inputs)
     return normalize_by_length(sums, counts, length_normalize)
 
 
@@ -331,6 +356,7 @@ def candidate_log_likelihoods(
     include_eos: bool = True,
     head_chunk_size: int = 4096,
     progress: bool = False,
+    row_inputs: RowInputs = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(sums, counts)``, each ``(B, C_max)`` on the CPU: the summed token log-probs of each candidate text
     (+ EOS) given its prompt, and its token count (0 for missing entries). One packed forward per batch; any length
@@ -340,8 +366,9 @@ def candidate_log_likelihoods(
     if is_encoder_decoder(model):
         return seq2seq_candidate_log_likelihoods(model, tokenizer, prompts, candidate_texts, batch_size=batch_size,
                                                  include_eos=include_eos, head_chunk_size=head_chunk_size,
-                                                 progress=progress)
+                                                 progress=progress, row_inputs=row_inputs)
     _check_candidate_lists(prompts, candidate_texts)
+    _check_row_inputs(row_inputs, len(prompts))
     if len(prompts) == 0:
         return torch.empty(0, 0), torch.empty(0, 0)
     cand_tok = _CandidateTokenCache(tokenizer, _eos_tail(tokenizer, include_eos))
@@ -362,7 +389,7 @@ def candidate_log_likelihoods(
         return sums[:, :C], cnts[:, :C]
 
     return _packed_scores(model, tokenizer, prompts, c_ids, batch_size, progress, "scoring candidates",
-                          sums_and_counts)
+                          sums_and_counts, row_inputs)
 
 
 def answer_token_ids(tokenizer, answer_texts: Sequence[str]) -> list[int]:
@@ -395,6 +422,7 @@ def candidate_answer_probabilities(
     answer_texts: Sequence[str] = ("Yes", "No"),
     batch_size: int = 8,
     progress: bool = False,
+    row_inputs: RowInputs = None,
 ) -> torch.Tensor:
     """P(``answer_texts[0]``) for every candidate, read after ``prompt + candidate + suffix`` (a yes/no recommender).
 
@@ -421,6 +449,7 @@ def candidate_answer_probabilities(
         lists are ``-inf`` (as in :func:`score_candidates_by_likelihood`).
     """
     _check_candidate_lists(prompts, candidate_texts)
+    _check_row_inputs(row_inputs, len(prompts))
     answer_ids = answer_token_ids(tokenizer, answer_texts)
     if len(prompts) == 0:
         return torch.empty(0, 0)
@@ -443,7 +472,7 @@ def candidate_answer_probabilities(
         return (probs.masked_fill(~valid, float("-inf")),)
 
     return _packed_scores(model, tokenizer, prompts, c_ids, batch_size, progress, "scoring answers",
-                          first_answer_probability)[0]
+                          first_answer_probability, row_inputs)[0]
 
 
 @torch.no_grad()
@@ -456,6 +485,7 @@ def seq2seq_candidate_log_likelihoods(
     include_eos: bool = True,
     head_chunk_size: int = 4096,
     progress: bool = False,
+    row_inputs: RowInputs = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`candidate_log_likelihoods` for an encoder-decoder model (T5, PEFT-wrapped or not): ``(sums, counts)``.
 
@@ -466,6 +496,7 @@ def seq2seq_candidate_log_likelihoods(
     Only ``input_ids`` models are supported (no ``inputs_embeds``). String prompts are tokenized without special
     tokens, as for causal LMs; pass token ids to add e.g. T5's closing ``</s>``."""
     _check_candidate_lists(prompts, candidate_texts)
+    _check_row_inputs(row_inputs, len(prompts))
     if len(prompts) == 0:
         return torch.empty(0, 0), torch.empty(0, 0)
     inner = base_model_of(model)
@@ -488,7 +519,8 @@ def seq2seq_candidate_log_likelihoods(
     with eval_mode(model):
         for bidx in length_batches(lengths, batch_size, progress, "scoring candidates (seq2seq)"):
             enc_ids, enc_mask = (x.to(device) for x in right_pad([p_ids[i] for i in bidx], pad_id))
-            states = encoder(input_ids=enc_ids, attention_mask=enc_mask).last_hidden_state
+            states = encoder(input_ids=enc_ids, attention_mask=enc_mask,
+                             **batch_row_inputs(row_inputs, bidx, device)).last_hidden_state
             pairs = [(r, i, c) for r, i in enumerate(bidx) for c in range(len(c_ids[i]))]
             labels, lmask = right_pad([c_ids[i][c] for _, i, c in pairs], pad_id)
             L = labels.shape[1]
