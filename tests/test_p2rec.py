@@ -3,6 +3,7 @@
 errors, and the script end to end with the registry's shared flags (train, save, rerun reproduces the metrics)."""
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -12,12 +13,16 @@ from transformers import AutoConfig, AutoModel, pipeline
 
 import hfrec  # noqa: F401  registers the SR models and the pipeline task
 import hfrec.models.p2rec  # noqa: F401  registers "p2rec" with the Auto classes
+from hfrec.benchmark import BENCHMARK_ROWS, BenchmarkContext, format_table
+from hfrec.data import load_benchmark
 from hfrec.methods.common.prompts import ItemCatalog
 from hfrec.methods.p2rec import embeddings as embeddings_module
-from hfrec.methods.p2rec.categories import (category_frequencies, latent_categories, preference_targets,
-                                             teacher_category_distributions, teacher_item_categories)
+from hfrec.methods.p2rec.categories import (category_frequencies, latent_categories, next_item_targets,
+                                             preference_targets, teacher_category_distributions,
+                                             teacher_item_categories)
 from hfrec.methods.p2rec.config import PreferenceParserSFTConfig
-from hfrec.methods.p2rec.data import DistributionCollator, build_parser_examples, reconstruction_units
+from hfrec.methods.p2rec.data import (DistributionCollator, SFTLevel, build_parser_examples, level_counts,
+                                       reconstruction_units, uncapped_cost)
 from hfrec.methods.p2rec.embeddings import (item_embedding_table, load_enhanced_embeddings, pooled_states, read_table,
                                              resolve_embedding_mode, shared_prefix_length, spread)
 from hfrec.methods.p2rec.prompts import PreferencePrompter
@@ -25,6 +30,7 @@ from hfrec.methods.p2rec.script import load_parser, main as p2rec_main
 from hfrec.methods.p2rec.trainer import PreferenceParserTrainer
 from hfrec.models import SR_MODELS
 from hfrec.models.p2rec import P2RecConfig, PreferenceParserLM
+from hfrec.registry import MethodSpec
 from hfrec.trainers.sr_config import SRTrainingConfig
 from hfrec.trainers.sr_trainer import SRTrainer
 # the registry-wide test's tiny teacher + backbone, and its shared flags exactly as it passes them
@@ -119,20 +125,62 @@ def test_targets_are_distributions_matching_hand_counts():
     mixed = preference_targets([[12]], CATEGORIES, K, teacher=teacher, teacher_mix=0.25)
     np.testing.assert_allclose(mixed, [[0.25 * 0.2, 0.25 * 0.6, 0.75 + 0.25 * 0.2]], atol=1e-6)
     np.testing.assert_allclose(mixed.sum(1), 1.0, atol=1e-6)
+    # instance level: the next item's category, one-hot, mixed with the teacher's distribution after the prefix
+    np.testing.assert_allclose(next_item_targets([[1], [2, 3]], [5, 12], CATEGORIES, K), [[0, 1, 0], [0, 0, 1]])
+    np.testing.assert_allclose(next_item_targets([[1]], [12], CATEGORIES, K, teacher=teacher, teacher_mix=0.5),
+                               [[0.1, 0.3, 0.6]], atol=1e-6)
 
 
 def test_user_level_has_one_example_per_user_instance_level_one_per_prefix():
+    seqs = [[4, 5, 9], [], [1], [2, 6, 10, 3]]
+    assert [(u.user, u.items, u.next_item) for u in reconstruction_units(seqs)] == [
+        (0, [4, 5, 9], None), (2, [1], None), (3, [2, 6, 10, 3], None)]
+    # instance level: every prefix with the item that followed it (the SR training rows); [1] has none
+    assert [(u.user, u.items, u.next_item) for u in reconstruction_units(seqs, "instance")] == [
+        (0, [4], 5), (0, [4, 5], 9), (3, [2], 6), (3, [2, 6], 10), (3, [2, 6, 10], 3)]
+    assert level_counts(seqs, SFTLevel.USER) == [1, 0, 1, 1] and level_counts(seqs, "instance") == [2, 0, 0, 3]
     tok = tiny_tokenizer()
-    assert reconstruction_units([[4, 5, 9], [], [1]], instance_level=True) == [[4], [4, 5], [4, 5, 9], [1]]
     users = examples_for(tok)
-    prefixes = examples_for(tok, instance_level=True)
-    assert len(users) == len(SEQUENCES) and len(prefixes) == sum(map(len, SEQUENCES))
-    assert users[0]["target"] == pytest.approx([3 / 4, 1 / 4, 0])  # [1, 2, 3, 5]
-    assert prefixes[1]["target"] == pytest.approx([1, 0, 0])  # [1, 2]
-    assert prefixes[0]["input_ids"] == prompter(tok).prompt_ids([1])
-    capped = examples_for(tok, max_examples=3, seed=4)
-    assert len(capped) == 3 and capped == examples_for(tok, max_examples=3, seed=4)
-    assert all(example in users for example in capped)
+    prefixes = examples_for(tok, level="instance")
+    assert len(users) == len(SEQUENCES) and len(prefixes) == sum(len(s) - 1 for s in SEQUENCES) == 26
+    assert users[0]["target"] == pytest.approx([3 / 4, 1 / 4, 0])  # [1, 2, 3, 5]: category frequencies
+    # the prefix [1, 2, 3] is followed by item 5 (category 1): a one-hot target
+    assert prefixes[2]["target"] == [0.0, 1.0, 0.0] and prefixes[2]["input_ids"] == prompter(tok).prompt_ids([1, 2, 3])
+    assert [e["user"] for e in prefixes[:4]] == [0, 0, 0, 1]
+    # the same uncapped set, counted exactly
+    assert uncapped_cost(prefixes, SEQUENCES, "instance") == {
+        "examples": 26, "prompt_tokens": sum(len(e["input_ids"]) for e in prefixes), "exact": True}
+
+
+def test_prefix_and_user_caps_are_seeded_and_keep_the_same_users():
+    tok = tiny_tokenizer()
+    prefixes = examples_for(tok, level="instance")
+    capped = examples_for(tok, level="instance", max_prefixes_per_user=2, seed=3)
+    assert Counter(e["user"] for e in capped) == {u: min(2, len(s) - 1) for u, s in enumerate(SEQUENCES)}
+    assert capped == examples_for(tok, level="instance", max_prefixes_per_user=2, seed=3)
+    assert all(example in prefixes for example in capped)
+    assert any(examples_for(tok, level="instance", max_prefixes_per_user=2, seed=s) != capped for s in range(4, 8))
+    # a user's sample depends on the seed and the user only, not on the other users
+    first_two = reconstruction_units(SEQUENCES[:2], "instance", max_prefixes_per_user=2, seed=3)
+    assert first_two == reconstruction_units(SEQUENCES, "instance", max_prefixes_per_user=2, seed=3)[:len(first_two)]
+    assert reconstruction_units(SEQUENCES, "instance", max_prefixes_per_user=99) == \
+        reconstruction_units(SEQUENCES, "instance")
+    # the uncapped estimate: each user's uncapped count x the mean length of their sampled prompts
+    lengths = {u: [len(e["input_ids"]) for e in capped if e["user"] == u] for u in range(len(SEQUENCES))}
+    estimate = sum((len(s) - 1) * np.mean(lengths[u]) for u, s in enumerate(SEQUENCES))
+    assert uncapped_cost(capped, SEQUENCES, "instance") == {"examples": 26, "prompt_tokens": int(round(estimate)),
+                                                           "exact": False}
+    # max_users: a seeded subset of users, the same at both levels (so the levels train on the same data)
+    users = examples_for(tok, max_users=3, seed=4)
+    chosen = [e["user"] for e in users]
+    assert len(users) == 3 and users == examples_for(tok, max_users=3, seed=4)
+    instance = examples_for(tok, level="instance", max_users=3, seed=4)
+    assert sorted(set(e["user"] for e in instance)) == chosen
+    assert len(instance) == sum(len(SEQUENCES[u]) - 1 for u in chosen)
+    with pytest.raises(ValueError, match=r"sft_level 'prefix' is unknown; use one of \['user', 'instance'\]"):
+        examples_for(tok, level="prefix")
+    with pytest.raises(ValueError, match="max_prefixes_per_user must be >= 1"):
+        reconstruction_units(SEQUENCES, "instance", max_prefixes_per_user=0)
 
 
 def test_target_errors_name_the_problem():
@@ -144,6 +192,10 @@ def test_target_errors_name_the_problem():
         preference_targets([[1]], CATEGORIES, K, teacher=FixedTeacher(torch.zeros(N_ITEMS + 1)), teacher_mix=2.0)
     with pytest.raises(ValueError, match="outside 0..1"):
         preference_targets([[1]], CATEGORIES, 2)
+    with pytest.raises(ValueError, match="2 prefixes but 1 next items"):
+        next_item_targets([[1], [2]], [3], CATEGORIES, K)
+    with pytest.raises(ValueError, match=r"item ids 13..13 outside the catalogue 1..12"):
+        next_item_targets([[1]], [13], CATEGORIES, K)
     model, _ = tiny_parser()
     with pytest.raises(ValueError, match="distributions"):
         model(input_ids=torch.tensor([[1, 2]]), labels=torch.tensor([[0.5, 0.2, 0.1]]))
@@ -357,14 +409,17 @@ def test_script_trains_saves_and_a_rerun_reproduces_the_metrics(tiny_setup, monk
     result = p2rec_main(argv)
     records = json.loads((out / "eval_results.json").read_text())
     assert {r["num_users"] for r in records} == {8}
-    by_label = {r["method"]: r for r in records}
-    assert len(by_label) == len(records) == 6
-    enhanced = by_label["SASRec + P2Rec embeddings (seed 2020)"]
-    assert enhanced["model_type"] == "p2rec" and enhanced["protocol"] == "candidates"
-    assert enhanced["parser"]["level"] == "user" and enhanced["parser"]["examples"] == 60  # one per user
-    assert enhanced["parser"]["steps"] == 2  # --max_steps caps the parser SFT
-    assert by_label["SASRec from scratch (seed 2020), full ranking"]["protocol"] == "full"
-    assert by_label["SASRec + P2Rec embeddings (seed 2020), full ranking"]["model_type"] == "p2rec"
+    # one method label per model with both protocols (how hfrec benchmark reads an LLM run's records)
+    by_key = {(r["method"], r["protocol"]): r for r in records}
+    assert len(by_key) == len(records) == 6
+    enhanced = by_key["SASRec + P2Rec embeddings (seed 2020)", "candidates"]
+    assert enhanced["model_type"] == "p2rec"
+    parser = enhanced["parser"]
+    assert parser["level"] == "user" and parser["examples"] == 60  # one per user
+    assert parser["steps"] == 2 and parser["train_s"] > 0  # --max_steps caps the parser SFT
+    assert parser["uncapped"] == {"examples": 60, "prompt_tokens": parser["prompt_tokens"], "exact": True}
+    assert by_key["SASRec from scratch (seed 2020)", "full"]["num_candidates"] is None
+    assert by_key["SASRec + P2Rec embeddings (seed 2020)", "full"]["model_type"] == "p2rec"
     assert {r["model_type"] for r in records} == {"popularity", "sasrec", "p2rec"}
     assert result["final"] == enhanced["metrics"]
     # the folder is an ordinary SASRec with the table's trace in its config; its scratch twin beside it
@@ -389,25 +444,56 @@ def test_script_trains_saves_and_a_rerun_reproduces_the_metrics(tiny_setup, monk
     monkeypatch.setattr("hfrec.methods.p2rec.script.SRTrainer.train", lambda *a, **k: pytest.fail("retrained SR"))
     again = p2rec_main(argv)
     for record in records:
-        assert again[record["method"]] == pytest.approx(record["metrics"], abs=1e-6)
+        label = record["method"] + (", full ranking" if record["protocol"] == "full" else "")
+        assert again[label] == pytest.approx(record["metrics"], abs=1e-6)
     with pytest.raises(ValueError, match="other training settings.*num_categories"):
         p2rec_main([*argv, "--num_categories", "5"])
+    # hfrec benchmark's P2Rec row reads these records: one row per model, both protocols
+    bench = tiny_setup["root"] / "bench"
+    bench.mkdir()
+    (bench / "p2rec").symlink_to(out)
+    monkeypatch.setattr(MethodSpec, "run", lambda self, argv: {})  # the run above stands in for the benchmark's
+    ds = load_benchmark("atomic", data_dir=str(tiny_setup["data"]), num_candidates=10)
+    ctx = BenchmarkContext(ds, bench, 42, "cpu", results={"sasrec": {}})
+    ctx.results["p2rec"] = BENCHMARK_ROWS["p2rec"][1](ctx)
+    row = ctx.results["p2rec"]["SASRec + P2Rec embeddings (seed 2020)"]
+    assert row == {"users": 8, "candidates": enhanced["metrics"],
+                   "full": by_key["SASRec + P2Rec embeddings (seed 2020)", "full"]["metrics"]}
+    printed = format_table(ctx).split("P2Rec run")[1].split("Every test user")[0]
+    assert f"| SASRec + P2Rec embeddings (seed 2020) | 8 | {enhanced['metrics']['HR@1']:.4f} |" in printed
+    assert len([line for line in printed.splitlines() if line.startswith("| ") and " 8 |" in line]) == 4
+    assert "full ranking" not in printed  # popularity, teacher, scratch, enhanced: full NDCG@10 in their column
 
 
-def test_script_instance_level_with_several_seeds(tiny_setup):
+def test_script_instance_level_two_sr_models_seeds_and_the_sft_cost_comparison(tiny_setup):
     out = tiny_setup["root"] / "seeds"
-    p2rec_main([*method_argv(tiny_setup, out), "--instance_level", "true", "--max_examples", "40",
-                "--sr_seeds", "1,2", "--sr_epochs", "2", "--num_categories", "4", "--embedding_mode", "init",
-                "--sr_model_kwargs", '{"hidden_size": 16, "intermediate_size": 32}'])
-    records = {r["method"]: r for r in json.loads((out / "eval_results.json").read_text())}
-    parser = records["SASRec + P2Rec embeddings (seed 1)"]["parser"]
-    assert parser["level"] == "instance" and parser["examples"] == 40
-    for kind in ("SASRec from scratch", "SASRec + P2Rec embeddings"):
-        for suffix in ("", ", full ranking"):
-            mean = records[f"{kind} (mean of 2 seeds){suffix}"]
-            seeds = [records[f"{kind} (seed {s}){suffix}"]["metrics"] for s in (1, 2)]
-            assert mean["metrics"]["NDCG@10"] == pytest.approx(np.mean([m["NDCG@10"] for m in seeds]))
-            assert mean["metrics_std"]["NDCG@10"] == pytest.approx(np.std([m["NDCG@10"] for m in seeds], ddof=1))
-    for folder in (out, out / "scratch", out / "seed-2", out / "seed-2" / "scratch"):
+    result = p2rec_main([*method_argv(tiny_setup, out), "--sft_level", "instance", "--max_prefixes_per_user", "3",
+                         "--max_users", "20", "--sr_model", "sasrec,gru4rec", "--sr_seeds", "1,2", "--sr_epochs", "2",
+                         "--num_categories", "4", "--sr_model_kwargs", '{"hidden_size": 16}',
+                         "--compare_sft_levels", "true"])
+    records = {(r["method"], r["protocol"]): r for r in json.loads((out / "eval_results.json").read_text())}
+    parser = records["SASRec + P2Rec embeddings (seed 1)", "candidates"]["parser"]
+    assert parser["level"] == "instance" and parser["examples"] == 60  # 3 prefixes of each of 20 users
+    for sr_name in ("SASRec", "GRU4Rec"):
+        for kind in ("from scratch", "+ P2Rec embeddings"):
+            for protocol in ("candidates", "full"):
+                mean = records[f"{sr_name} {kind} (mean of 2 seeds)", protocol]
+                seeds = [records[f"{sr_name} {kind} (seed {s})", protocol]["metrics"] for s in (1, 2)]
+                assert mean["metrics"]["NDCG@10"] == pytest.approx(np.mean([m["NDCG@10"] for m in seeds]))
+                assert mean["metrics_std"]["NDCG@10"] == pytest.approx(np.std([m["NDCG@10"] for m in seeds], ddof=1))
+    for folder in (out, out / "scratch", out / "seed-2", out / "seed-2" / "scratch", out / "gru4rec",
+                   out / "gru4rec" / "seed-2" / "scratch"):
         assert (folder / "model.safetensors").is_file(), folder
+    # one table for both: PCA to SASRec's 16 ("init"), fused into GRU4Rec's wider 64 ("fuse")
     assert AutoModel.from_pretrained(out / "seed-2").config.pretrained_item_embedding_mode == "init"
+    assert AutoModel.from_pretrained(out / "gru4rec").config.pretrained_item_embedding_mode == "fuse"
+    # the cost comparison: the same 20 users at user level, measured on a fresh parser
+    cost = json.loads((out / "sft_cost.json").read_text())
+    assert cost == result["sft_cost"] and cost["first_measured"] == "instance"
+    user, instance = cost["levels"]["user"], cost["levels"]["instance"]
+    assert user["examples"] == 20 and instance["examples"] == parser["examples"]
+    train_rows = len(load_benchmark("atomic", data_dir=str(tiny_setup["data"]), num_candidates=10)["train"])
+    assert user["uncapped"]["examples"] == 60 and instance["uncapped"]["examples"] == train_rows  # one per SR row
+    assert cost["instance_over_user"]["uncapped_examples"] == round(train_rows / 60, 2)
+    assert user["tokens_trained"] > 0 and user["steps"] == 2 and user["estimated_uncapped_train_s"] > 0
+    assert not (out / "parser_sft_user").exists()

@@ -4,6 +4,7 @@
 * :func:`category_frequencies` / :func:`preference_targets` - a user's prior preference distribution: the normalised
   frequency of each category among the items the parser reads, optionally mixed with the SR teacher's predicted
   next-item distribution aggregated per category (:func:`teacher_category_distributions`).
+* :func:`next_item_targets` - instance-level SFT's targets (one per interaction prefix): the next item's category.
 
 Category arrays are indexed by item id: ``categories[k]`` is item k's category in ``0..K-1``; ``categories[0]`` is
 ``-1`` (padding is never an item).
@@ -68,14 +69,19 @@ def _check_categories(categories: np.ndarray, num_categories: int) -> np.ndarray
     return categories
 
 
+def item_categories(ids: np.ndarray, categories: np.ndarray) -> np.ndarray:
+    """The categories of item ids; a ValueError names ids outside the catalogue."""
+    if ids.size and (ids.min() < 1 or ids.max() >= len(categories)):
+        raise ValueError(f"item ids {ids.min()}..{ids.max()} outside the catalogue 1..{len(categories) - 1}")
+    return categories[ids]
+
+
 def category_frequencies(items: Sequence[int], categories: np.ndarray, num_categories: int) -> np.ndarray:
     """(K,) normalised frequency of each category among ``items`` (item ids, repeats counted)."""
     ids = np.asarray(list(items), dtype=np.int64)
     if ids.size == 0:
         raise ValueError("A preference distribution needs at least one item: got an empty sequence")
-    if ids.min() < 1 or ids.max() >= len(categories):
-        raise ValueError(f"item ids {ids.min()}..{ids.max()} outside the catalogue 1..{len(categories) - 1}")
-    counts = np.bincount(categories[ids], minlength=num_categories).astype(np.float64)
+    counts = np.bincount(item_categories(ids, categories), minlength=num_categories).astype(np.float64)
     return counts / counts.sum()
 
 
@@ -102,25 +108,44 @@ def teacher_category_distributions(teacher, sequences: Sequence[Sequence[int]], 
     return torch.cat(out).double().numpy() if out else np.zeros((0, num_categories))
 
 
+def _mix_teacher(targets: np.ndarray, sequences: Sequence[Sequence[int]], categories: np.ndarray,
+                 num_categories: int, teacher, teacher_mix: float) -> np.ndarray:
+    """``(1 - teacher_mix) * targets + teacher_mix *`` the teacher's distribution after each sequence."""
+    if not 0.0 <= teacher_mix <= 1.0:
+        raise ValueError(f"teacher_mix must be in [0, 1] (0: category frequencies only), got {teacher_mix}")
+    if teacher_mix > 0 and teacher is None:
+        raise ValueError(f"teacher_mix={teacher_mix} mixes in the SR teacher's predicted distribution: pass the "
+                         "teacher")
+    if teacher_mix == 0:
+        return targets
+    return (1 - teacher_mix) * targets + teacher_mix * teacher_category_distributions(
+        teacher, sequences, categories, num_categories)
+
+
 def preference_targets(sequences: Sequence[Sequence[int]], categories: np.ndarray, num_categories: int,
                        max_history: int | None = None, teacher=None, teacher_mix: float = 0.0) -> np.ndarray:
     """(U, K) target distributions: the category frequencies of each sequence's last ``max_history`` items (the
     items the parser's prompt shows; None: all), mixed as ``(1 - teacher_mix) * frequencies + teacher_mix *``
     the teacher's distribution (:func:`teacher_category_distributions`) when ``teacher_mix > 0``."""
     categories = _check_categories(categories, num_categories)
-    if not 0.0 <= teacher_mix <= 1.0:
-        raise ValueError(f"teacher_mix must be in [0, 1] (0: category frequencies only), got {teacher_mix}")
-    if teacher_mix > 0 and teacher is None:
-        raise ValueError(f"teacher_mix={teacher_mix} mixes in the SR teacher's predicted distribution: pass the "
-                         "teacher")
     shown = [list(s)[-max_history:] if max_history else list(s) for s in sequences]
     targets = np.stack([category_frequencies(s, categories, num_categories) for s in shown]) if shown else \
         np.zeros((0, num_categories))
-    if teacher_mix > 0:
-        targets = (1 - teacher_mix) * targets + teacher_mix * teacher_category_distributions(
-            teacher, sequences, categories, num_categories)
-    return targets
+    return _mix_teacher(targets, sequences, categories, num_categories, teacher, teacher_mix)
 
 
-__all__ = ["category_frequencies", "latent_categories", "preference_targets", "teacher_category_distributions",
-           "teacher_item_categories"]
+def next_item_targets(prefixes: Sequence[Sequence[int]], next_items: Sequence[int], categories: np.ndarray,
+                      num_categories: int, teacher=None, teacher_mix: float = 0.0) -> np.ndarray:
+    """(P, K) targets of instance-level SFT: the one-hot category of the item that followed each prefix (the
+    next-item task instance-level SFT trains, in the parser's K-way head), mixed with the teacher's distribution
+    after the prefix as in :func:`preference_targets`."""
+    categories = _check_categories(categories, num_categories)
+    if len(prefixes) != len(next_items):
+        raise ValueError(f"{len(prefixes)} prefixes but {len(next_items)} next items: one next item per prefix")
+    targets = np.zeros((len(next_items), num_categories))
+    targets[np.arange(len(next_items)), item_categories(np.asarray(next_items, dtype=np.int64), categories)] = 1.0
+    return _mix_teacher(targets, prefixes, categories, num_categories, teacher, teacher_mix)
+
+
+__all__ = ["category_frequencies", "item_categories", "latent_categories", "next_item_targets", "preference_targets",
+           "teacher_category_distributions", "teacher_item_categories"]

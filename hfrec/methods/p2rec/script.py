@@ -11,13 +11,17 @@ models and only re-ranks):
 
 1. latent categories: k-means (scikit-learn) over the teacher's item embeddings (``OUTPUT/parser/categories.json``);
 2. information reconstruction: ``PreferenceParserLM`` (LoRA + head) learns each user's category distribution from a
-   prompt of the user's training sequence, one example per user (``--instance_level true``: one per interaction
-   prefix, for the cost comparison); saved in ``OUTPUT/parser`` (base + adapter + tokenizer);
+   prompt of the user's training sequence, one example per user (``--sft_level instance``: one per interaction
+   prefix -> the next item's category, ``--max_prefixes_per_user`` a seeded sample of each user's); saved in
+   ``OUTPUT/parser`` (base + adapter + tokenizer; ``p2rec_parser.json``: examples, tokens, wall time);
 3. information augmentation: every item through the parser (``OUTPUT/item_embeddings``, a cached ``datasets`` table);
-4. the SR model (``--sr_model``) trained twice per seed of ``--sr_seeds`` with the same settings: from scratch and
-   with the table loaded (``--embedding_mode``). The first seed's enhanced model is ``OUTPUT`` itself (an ordinary
-   hfrec SR model: ``AutoModel``, the pipeline), its scratch twin ``OUTPUT/scratch``; further seeds go to
-   ``OUTPUT/seed-<s>`` and ``OUTPUT/seed-<s>/scratch``.
+4. each SR model of ``--sr_model`` (comma-separated) trained twice per seed of ``--sr_seeds`` with the same settings:
+   from scratch and with the table loaded (``--embedding_mode``). The first model's first-seed enhanced model is
+   ``OUTPUT`` itself (an ordinary hfrec SR model: ``AutoModel``, the pipeline), its scratch twin ``OUTPUT/scratch``;
+   further seeds go to ``OUTPUT/seed-<s>`` and ``OUTPUT/seed-<s>/scratch``, further SR models to ``OUTPUT/<model>/``
+   in the same layout;
+5. with ``--compare_sft_levels true``: the other SFT level trained on a fresh parser with the same settings, both
+   levels' examples, tokens and wall time in ``OUTPUT/sft_cost.json`` (P2Rec's cost claim).
 
 The table ranks popularity, the teacher and both SR models of every seed on the same users and stored candidates,
 and both SR models on full ranking (history masked) of the same users; with several seeds, mean rows with the
@@ -26,8 +30,8 @@ standard deviation (``metrics_std``).
 Presets (fields left unset take the preset's value; any flag overrides); weights default to ``--dtype auto``:
 
 ``cpu``  sized for a 2-core CPU, offline, SmolLM2-135M-Instruct: 20 categories, the last 10 items of 96 users
-         (a seeded subset) in the prompt, item texts cut to 16 tokens, 1 epoch, LoRA on q/v of the top 10 layers,
-         SASRec for at most 20 epochs, one seed (2020), every test user.
+         (a seeded subset, ``--max_users``) in the prompt, item texts cut to 16 tokens, 1 epoch, LoRA on q/v of the
+         top 10 layers, SASRec for at most 20 epochs, one seed (2020), every test user.
 ``gpu``  every user, the last 50 items, 32-token item texts, 2 epochs, LoRA on every linear layer, SASRec for up
          to 200 epochs (early stopping), seeds 2020, 2021, 2022, every test user.
 """
@@ -65,7 +69,7 @@ from ..common.teachers import load_or_train_teacher, teacher_display_name
 from ..common.runs import MethodScriptArguments, save_into
 from .categories import teacher_item_categories
 from .config import PreferenceParserSFTConfig
-from .data import build_parser_examples
+from .data import SFTLevel, build_parser_examples, uncapped_cost
 from .embeddings import EMBEDDING_MODES, EMBEDDING_SCALES, item_embedding_table, load_enhanced_embeddings
 from .prompts import PROMPT_VERSION, PreferencePrompter
 from .trainer import PreferenceParserTrainer
@@ -74,13 +78,13 @@ logger = logging.getLogger("hfrec.p2rec")
 
 PRESETS: dict[str, dict] = {
     "cpu": dict(
-        num_categories=20, max_history=10, item_max_tokens=16, max_examples=96, sft_epochs=1.0, learning_rate=5e-4,
+        num_categories=20, max_history=10, item_max_tokens=16, max_users=96, sft_epochs=1.0, learning_rate=5e-4,
         per_device_train_batch_size=8, gradient_accumulation_steps=1, lora_target_modules="q_proj,v_proj",
         lora_top_layers=10, embedding_batch_size=32, sr_epochs=20.0, sr_seeds="2020", teacher_epochs=20.0,
         eval_users=None,
     ),
     "gpu": dict(
-        num_categories=20, max_history=50, item_max_tokens=32, max_examples=None, sft_epochs=2.0, learning_rate=2e-4,
+        num_categories=20, max_history=50, item_max_tokens=32, max_users=None, sft_epochs=2.0, learning_rate=2e-4,
         per_device_train_batch_size=16, gradient_accumulation_steps=1, lora_target_modules="all-linear",
         lora_top_layers=0, embedding_batch_size=128, sr_epochs=200.0, sr_seeds="2020,2021,2022",
         teacher_epochs=200.0, eval_users=None,
@@ -89,8 +93,9 @@ PRESETS: dict[str, dict] = {
 SR_LABELS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser"}
 # flags that change only how the finished models are ranked or shown: a rerun may change them
 EVAL_ONLY = ("output_dir", "preset", "num_candidates", "eval_split", "eval_users", "eval_batch_size", "disable_tqdm",
-             "resume_from_checkpoint", "embedding_batch_size")
+             "resume_from_checkpoint", "embedding_batch_size", "compare_sft_levels")
 SETTINGS_NAME = "p2rec_settings.json"
+SFT_COST_NAME = "sft_cost.json"
 PARSER_STATS_NAME = "p2rec_parser.json"
 
 
@@ -110,11 +115,22 @@ class P2RecScriptArguments(MethodScriptArguments):
         default=None, metadata={"help": "Comma-separated item text fields after the title; unset = every field."}
     )
     pooling: str = field(default="last", metadata={"help": "last (last real token) | mean (over real tokens)."})
-    instance_level: bool = field(
-        default=False,
-        metadata={"help": "One SFT example per interaction prefix instead of one per user (the cost comparison)."},
+    sft_level: str = field(
+        default="user",
+        metadata={"help": "user (one SFT example per user: P2Rec) | instance (one per interaction prefix -> the next "
+                  "item's category: the conventional SFT the cost comparison measures)."},
     )
-    max_examples: int | None = field(default=None, metadata={"help": "Seeded subset of at most N SFT examples."})
+    max_prefixes_per_user: int | None = field(
+        default=None, metadata={"help": "Instance level: a seeded sample of at most N prefixes per user (unset: all)."}
+    )
+    max_users: int | None = field(
+        default=None, metadata={"help": "SFT on a seeded subset of at most N users (both levels: the same users)."}
+    )
+    compare_sft_levels: bool = field(
+        default=False,
+        metadata={"help": "After the run, train the other SFT level on a fresh parser (same settings) and write both "
+                  "levels' examples, tokens and wall time to OUTPUT/sft_cost.json."},
+    )
     sft_epochs: float | None = field(default=None, metadata={"help": "Epochs of the parser SFT."})
     learning_rate: float | None = field(default=None, metadata={"help": "Learning rate of the LoRA weights and head."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
@@ -123,8 +139,11 @@ class P2RecScriptArguments(MethodScriptArguments):
     )
     sft_args: str = field(default="{}", metadata={"help": "JSON: any other PreferenceParserSFTConfig fields."})
     embedding_batch_size: int | None = field(default=None, metadata={"help": "Items per forward for the table."})
-    sr_model: str = field(default="sasrec",
-                          metadata={"help": "SR model enhanced and compared: sasrec | gru4rec | caser."})
+    sr_model: str = field(
+        default="sasrec",
+        metadata={"help": "SR model(s) enhanced and compared, comma-separated: sasrec | gru4rec | caser (the first is "
+                  "the run folder's model; all share one item table)."},
+    )
     sr_model_kwargs: str = field(default="{}", metadata={"help": "JSON of SR config overrides."})
     sr_max_seq_length: int = field(default=50, metadata={"help": "Items of history the SR model reads."})
     sr_epochs: float | None = field(default=None, metadata={"help": "Epoch cap of each SR model (early stopping)."})
@@ -144,7 +163,7 @@ class P2RecScriptArguments(MethodScriptArguments):
         if self.preset not in (*PRESETS, "none"):
             raise ValueError(f"Unknown preset {self.preset!r}: use one of {[*PRESETS, 'none']}")
         # preset none: the cpu sizes, but every user and every example unless capped
-        values = PRESETS.get(self.preset) or {**PRESETS["cpu"], "max_examples": None, "eval_users": None}
+        values = PRESETS.get(self.preset) or {**PRESETS["cpu"], "max_users": None, "eval_users": None}
         for key, value in values.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
@@ -155,10 +174,21 @@ class P2RecScriptArguments(MethodScriptArguments):
             raise ValueError(f"--embedding_mode {self.embedding_mode!r} is unknown; use one of {EMBEDDING_MODES}")
         if self.embedding_scale not in EMBEDDING_SCALES:
             raise ValueError(f"--embedding_scale {self.embedding_scale!r} is unknown; use one of {EMBEDDING_SCALES}")
-        if self.sr_model not in SR_LABELS:
-            raise ValueError(f"--sr_model {self.sr_model!r} is unknown; use one of {sorted(SR_LABELS)}")
+        SFTLevel.parse(self.sft_level)
+        if self.max_prefixes_per_user is not None and self.max_prefixes_per_user < 1:
+            raise ValueError(f"--max_prefixes_per_user must be >= 1 (unset: every prefix), got "
+                             f"{self.max_prefixes_per_user}")
+        self.sr_model_types()
         self.seeds()  # a clear error for a bad list
         return self
+
+    def sr_model_types(self) -> list[str]:
+        types = [t.strip() for t in self.sr_model.split(",") if t.strip()]
+        unknown = [t for t in types if t not in SR_LABELS]
+        if not types or unknown or len(set(types)) != len(types):
+            raise ValueError(f"--sr_model {self.sr_model!r}: give distinct SR models, comma-separated, from "
+                             f"{sorted(SR_LABELS)}")
+        return types
 
     def seeds(self) -> list[int]:
         try:
@@ -188,7 +218,8 @@ def check_settings(out: Path, args: P2RecScriptArguments) -> None:
     settings = {k: v for k, v in asdict(args).items() if k not in EVAL_ONLY}
     path = out / SETTINGS_NAME
     trained = (out / "parser" / "adapter_config.json").exists() or any(
-        is_saved_model(folder) for _, *folders in sr_folders(out, args.seeds()) for folder in folders)
+        is_saved_model(folder) for sr_model in args.sr_model_types()
+        for _, *folders in sr_folders(out, args.seeds(), sr_model, args.sr_model_types()) for folder in folders)
     if path.exists() and trained:
         saved = json.loads(path.read_text(encoding="utf-8"))
         changed = sorted(k for k in settings.keys() | saved.keys() if settings.get(k) != saved.get(k))
@@ -200,8 +231,12 @@ def check_settings(out: Path, args: P2RecScriptArguments) -> None:
         atomic_write_json(path, settings)
 
 
-def sr_folders(out: Path, seeds: list[int]) -> list[tuple[int, Path, Path]]:
-    """(seed, scratch folder, enhanced folder) per seed: the first seed's enhanced model is ``out`` itself."""
+def sr_folders(out: Path, seeds: list[int], sr_model: str | None = None,
+               sr_model_types: list[str] | None = None) -> list[tuple[int, Path, Path]]:
+    """(seed, scratch folder, enhanced folder) per seed: the first SR model's first-seed enhanced model is ``out``
+    itself; further SR models of ``--sr_model`` have the same layout under ``out/<model>``."""
+    if sr_model is not None and sr_model_types and sr_model != sr_model_types[0]:
+        out = out / sr_model
     return [(s, (out if i == 0 else out / f"seed-{s}") / "scratch", out if i == 0 else out / f"seed-{s}")
             for i, s in enumerate(seeds)]
 
@@ -216,25 +251,68 @@ def parser_prompter(args, tokenizer, ds) -> PreferencePrompter:
                               max_history=args.max_history, item_max_tokens=args.item_max_tokens, item_fields=fields)
 
 
+def new_parser(args):
+    """A fresh ``PreferenceParserLM`` on the backbone (zero head), on the GPU when there is one, and its tokenizer."""
+    model, tok = PreferenceParserLM.from_backbone(args.backbone, num_categories=args.num_categories,
+                                                  pooling=args.pooling, dtype=args.dtype)
+    return (model.cuda() if torch.cuda.is_available() else model), tok
+
+
+def parser_examples(args, ds, teacher, categories: np.ndarray, tok, level: SFTLevel) -> tuple[list[dict], dict]:
+    """The SFT examples of ``level`` and their record: count, prompt tokens, and the uncapped set's size."""
+    sequences = training_sequences(ds["train"])
+    t0 = time.perf_counter()
+    examples = build_parser_examples(sequences, parser_prompter(args, tok, ds), categories, args.num_categories,
+                                     teacher=teacher, teacher_mix=args.teacher_mix, level=level,
+                                     max_prefixes_per_user=args.max_prefixes_per_user,
+                                     max_users=args.max_users, seed=args.seed)
+    tokens = sum(len(e["input_ids"]) for e in examples)
+    logger.info("parser SFT: %d %s-level examples, %d prompt tokens (mean %.0f)", len(examples), level.value, tokens,
+                tokens / max(len(examples), 1))
+    return examples, {"level": level.value, "examples": len(examples), "prompt_tokens": tokens,
+                      "examples_s": round(time.perf_counter() - t0, 2),
+                      "uncapped": uncapped_cost(examples, sequences, level)}
+
+
+def fit_parser(args, model, tok, examples: list[dict], work_dir: Path, **config_overrides):
+    """Train ``model`` on ``examples`` with the run's SFT settings; returns ``(trainer, record)``, the record holding
+    the tokens trained, steps, losses and the wall time of ``trainer.train()``."""
+    config = dict(
+        output_dir=str(work_dir), num_train_epochs=args.sft_epochs, learning_rate=args.learning_rate,
+        per_device_train_batch_size=args.per_device_train_batch_size, max_steps=args.max_steps,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, seed=args.seed, lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_top_layers=args.lora_top_layers,
+        lora_target_modules=[m.strip() for m in args.lora_target_modules.split(",") if m.strip()],
+        disable_tqdm=args.disable_tqdm, dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    config.update(json.loads(args.sft_args), **config_overrides)
+    trainer = PreferenceParserTrainer(model=model, args=PreferenceParserSFTConfig(**config),
+                                      train_dataset=Dataset.from_list(examples), processing_class=tok)
+    resume = get_last_checkpoint(config["output_dir"]) if args.resume_from_checkpoint and \
+        Path(config["output_dir"]).is_dir() else None
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # the clock stops when the GPU is done
+    wall = time.perf_counter() - t0
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return trainer, {"tokens_trained": trainer.tokens_trained, "steps": trainer.state.global_step,
+                     "epochs": trainer.state.epoch, "train_s": round(wall, 2),
+                     "tokens_per_s": round(trainer.tokens_trained / wall, 1) if wall > 0 else None,
+                     "train_runtime_s": result.metrics.get("train_runtime"),
+                     "first_loss": losses[0] if losses else None, "train_loss": result.metrics.get("train_loss")}
+
+
 def train_parser(args, ds, teacher, out: Path, timings: dict):
-    """Stages 1-2: categories, then the parser SFT; saves base + adapter + tokenizer in ``out/parser`` and returns
-    ``(trained model, tokenizer)``."""
+    """Stages 1-2: categories, then the parser SFT at ``--sft_level``; saves base + adapter + tokenizer and the SFT
+    record in ``out/parser`` and returns ``(trained model, tokenizer)``."""
     parser_dir = out / "parser"
     t0 = time.time()
     categories = teacher_item_categories(teacher, args.num_categories, seed=args.seed, n_init=args.kmeans_n_init)
     timings["categories_s"] = round(time.time() - t0, 1)
-    model, tok = PreferenceParserLM.from_backbone(args.backbone, num_categories=args.num_categories,
-                                                  pooling=args.pooling, dtype=args.dtype)
-    model = model.cuda() if torch.cuda.is_available() else model
-    prompter = parser_prompter(args, tok, ds)
-    t0 = time.time()
-    examples = build_parser_examples(training_sequences(ds["train"]), prompter, categories, args.num_categories,
-                                     teacher=teacher, teacher_mix=args.teacher_mix, instance_level=args.instance_level,
-                                     max_examples=args.max_examples, seed=args.seed)
-    timings["examples_s"] = round(time.time() - t0, 1)
-    tokens = sum(len(e["input_ids"]) for e in examples)
-    logger.info("parser SFT: %d %s-level examples, %d prompt tokens (mean %.0f)", len(examples),
-                "instance" if args.instance_level else "user", tokens, tokens / max(len(examples), 1))
+    model, tok = new_parser(args)
+    examples, record = parser_examples(args, ds, teacher, categories, tok, SFTLevel.parse(args.sft_level))
+    timings["examples_s"] = record["examples_s"]
     # the saved base (backbone + zero head) is the PEFT base of the adapter written next to it
     model.name_or_path = str(parser_dir.resolve())
     if int(os.environ.get("RANK", "0")) == 0:
@@ -244,34 +322,36 @@ def train_parser(args, ds, teacher, out: Path, timings: dict):
             "num_categories": args.num_categories, "seed": args.seed, "n_init": args.kmeans_n_init,
             "source": f"k-means over {teacher.config.model_type} item_representations()", "sizes": sizes,
             "categories": categories.tolist()})
-    config = dict(
-        output_dir=str(out / "parser_training"), num_train_epochs=args.sft_epochs, learning_rate=args.learning_rate,
-        per_device_train_batch_size=args.per_device_train_batch_size, max_steps=args.max_steps,
-        gradient_accumulation_steps=args.gradient_accumulation_steps, seed=args.seed, lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_top_layers=args.lora_top_layers,
-        lora_target_modules=[m.strip() for m in args.lora_target_modules.split(",") if m.strip()],
-        disable_tqdm=args.disable_tqdm, dataloader_pin_memory=torch.cuda.is_available(),
-    )
-    config.update(json.loads(args.sft_args))
+    work = out / "parser_training"
     t0 = time.time()
-    trainer = PreferenceParserTrainer(model=model, args=PreferenceParserSFTConfig(**config),
-                                      train_dataset=Dataset.from_list(examples), processing_class=tok)
-    resume = get_last_checkpoint(config["output_dir"]) if args.resume_from_checkpoint and \
-        Path(config["output_dir"]).is_dir() else None
-    result = trainer.train(resume_from_checkpoint=resume)
+    trainer, fit = fit_parser(args, model, tok, examples, work)
     timings["parser_sft_s"] = round(time.time() - t0, 1)
     peft_model = trainer.accelerator.unwrap_model(trainer.model)
     if trainer.is_world_process_zero():
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        atomic_write_json(parser_dir / PARSER_STATS_NAME, {
-            "level": "instance" if args.instance_level else "user", "examples": len(examples),
-            "prompt_tokens": tokens, "tokens_trained": trainer.tokens_trained, "steps": trainer.state.global_step,
-            "train_runtime_s": result.metrics.get("train_runtime"), "first_loss": losses[0] if losses else None,
-            "train_loss": result.metrics.get("train_loss"), "prompt_version": PROMPT_VERSION})
+        atomic_write_json(parser_dir / PARSER_STATS_NAME, {**record, **fit, "prompt_version": PROMPT_VERSION})
         save_into(parser_dir, peft_model.save_pretrained)  # the adapter last: its presence marks the parser done
-        shutil.rmtree(config["output_dir"], ignore_errors=True)  # checkpoints: the parser is saved
+        shutil.rmtree(work, ignore_errors=True)  # checkpoints: the parser is saved
     trainer.accelerator.wait_for_everyone()
     return peft_model, tok
+
+
+def measure_parser_sft(args, ds, teacher, out: Path, level: SFTLevel | str) -> dict:
+    """The parser SFT of ``level`` on a fresh parser from the same backbone, with the run's settings and the saved
+    run's categories (``out/parser/categories.json``), trained and thrown away: its record (examples, tokens, wall
+    time, the uncapped set's size). No checkpoints are written, so only the training is timed."""
+    saved = json.loads((out / "parser" / "categories.json").read_text(encoding="utf-8"))
+    model, tok = new_parser(args)
+    examples, record = parser_examples(args, ds, teacher, np.asarray(saved["categories"]), tok,
+                                       SFTLevel.parse(level))
+    work = out / f"parser_sft_{SFTLevel.parse(level).value}"
+    try:
+        trainer, fit = fit_parser(args, model, tok, examples, work, save_strategy="no")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    del trainer, model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return {**record, **fit}
 
 
 def load_parser(parser_dir: Path, dtype="auto"):
@@ -301,10 +381,10 @@ def enhanced_item_table(args, ds, teacher, out: Path, timings: dict) -> np.ndarr
     return table
 
 
-def train_sr_model(args, ds, seed: int, folder: Path, work: Path, table: np.ndarray | None = None):
-    """The SR model of ``--sr_model`` trained with ``seed`` (with the P2Rec table when given), saved into ``folder``."""
+def train_sr_model(args, ds, sr_model: str, seed: int, folder: Path, work: Path, table: np.ndarray | None = None):
+    """The SR model ``sr_model`` trained with ``seed`` (with the P2Rec table when given), saved into ``folder``."""
     set_seed(seed)  # the same initial weights for the scratch and the enhanced model (but the item table)
-    model = build_model(SRScriptArguments(model=args.sr_model, max_seq_length=args.sr_max_seq_length,
+    model = build_model(SRScriptArguments(model=sr_model, max_seq_length=args.sr_max_seq_length,
                                           model_kwargs=args.sr_model_kwargs), ds.num_items)
     loaded = {}
     if table is not None:
@@ -331,49 +411,57 @@ def load_sr_model(folder: Path):
     return (model.cuda() if torch.cuda.is_available() else model).eval()
 
 
-def sr_models(args, ds, teacher, out: Path, timings: dict) -> list[tuple[int, object, object]]:
-    """(seed, scratch model, enhanced model) per seed, trained now or loaded from the folder."""
-    folders = sr_folders(out, args.seeds())
+def sr_models(args, ds, teacher, out: Path, timings: dict) -> dict[str, list[tuple[int, object, object]]]:
+    """SR model type -> (seed, scratch model, enhanced model) per seed, trained now or loaded from the folder; every
+    enhanced model takes the same item table."""
+    types = args.sr_model_types()
+    folders = {t: sr_folders(out, args.seeds(), t, types) for t in types}
     table = None
-    if not all(is_saved_model(f) for _, _, f in folders):
+    if not all(is_saved_model(f) for per_seed in folders.values() for _, _, f in per_seed):
         table = enhanced_item_table(args, ds, teacher, out, timings)
-    models = []
-    for seed, scratch_dir, enhanced_dir in folders:
-        pair = []
-        for folder, with_table in ((scratch_dir, False), (enhanced_dir, True)):
-            if is_saved_model(folder):
-                pair.append(load_sr_model(folder))
-                continue
-            t0 = time.time()
-            kind = "p2rec" if with_table else "scratch"
-            pair.append(train_sr_model(args, ds, seed, folder, out / "sr_training" / f"{kind}-{seed}",
-                                       table if with_table else None))
-            timings[f"sr_{kind}_{seed}_s"] = round(time.time() - t0, 1)
-        models.append((seed, *pair))
+    models: dict[str, list] = {}
+    for sr_model, per_seed in folders.items():
+        for seed, scratch_dir, enhanced_dir in per_seed:
+            pair = []
+            for folder, with_table in ((scratch_dir, False), (enhanced_dir, True)):
+                if is_saved_model(folder):
+                    pair.append(load_sr_model(folder))
+                    continue
+                t0 = time.time()
+                kind = "p2rec" if with_table else "scratch"
+                pair.append(train_sr_model(args, ds, sr_model, seed, folder,
+                                           out / "sr_training" / f"{sr_model}-{kind}-{seed}",
+                                           table if with_table else None))
+                timings[f"sr_{sr_model}_{kind}_{seed}_s"] = round(time.time() - t0, 1)
+            models.setdefault(sr_model, []).append((seed, *pair))
     shutil.rmtree(out / "sr_training", ignore_errors=True)
     return models
 
 
-def mark_full_ranking(table: RankingTable) -> None:
-    """The last row of ``table`` was ranked over the whole catalogue (RankingTable.add records candidates)."""
-    table.records[-1].update(protocol="full", num_candidates=None)
+def mark_full_ranking(table: RankingTable, method: str) -> None:
+    """The last row of ``table`` was ranked over the whole catalogue (RankingTable.add records candidates). Its record
+    takes ``method``, the label of the same model's candidates row: one method label with both protocols, as
+    ``hfrec benchmark`` reads an LLM run's records (the printed table keeps the ", full ranking" label)."""
+    table.records[-1].update(protocol="full", num_candidates=None, method=method)
 
 
-def add_mean_rows(table: RankingTable, labels: list[str], label: str, model_type: str, num_users: int, full: bool,
-                  **extra):
-    """Mean (and sample standard deviation, ``metrics_std``) of the rows ``labels`` (one per seed)."""
+def add_mean_rows(table: RankingTable, labels: list[str], label: str, model_type: str, num_users: int,
+                  full_method: str | None, **extra):
+    """Mean (and sample standard deviation, ``metrics_std``) of the rows ``labels`` (one per seed); ``full_method``:
+    the rows were ranked over the whole catalogue, and the record takes that method label."""
     per_seed = [metrics for name, _, metrics in table.rows if name in labels]
     keys = [k for k in per_seed[0] if isinstance(per_seed[0][k], float)]
     mean = {k: float(np.mean([m[k] for m in per_seed])) for k in keys}
     std = {k: float(np.std([m[k] for m in per_seed], ddof=1)) for k in keys}
     table.add(label, model_type, mean, num_users, metrics_std=std, seeds=len(per_seed), **extra)
-    if full:
-        mark_full_ranking(table)
+    if full_method:
+        mark_full_ranking(table, full_method)
 
 
-def rank_models(args, ds, teacher, models, out: Path, command: str) -> RankingTable:
-    """Popularity, the teacher and both SR models of every seed on the same users: the stored candidates, then full
-    ranking of the SR models (and mean rows over several seeds). P2Rec's rows carry the parser's training record."""
+def rank_models(args, ds, teacher, models: dict, out: Path, command: str) -> RankingTable:
+    """Popularity, the teacher and, per SR model type, both SR models of every seed on the same users: the stored
+    candidates, then full ranking of the SR models (and mean rows over several seeds). P2Rec's rows carry the
+    parser's training record."""
     eval_rows = ds[args.eval_split]
     if args.eval_users:
         eval_rows = eval_rows.select(range(min(args.eval_users, len(eval_rows))))
@@ -385,29 +473,63 @@ def rank_models(args, ds, teacher, models, out: Path, command: str) -> RankingTa
               evaluate_sr_model(teacher, eval_rows, "candidates", args.eval_batch_size, progress=False), n)
     stats_path = out / "parser" / PARSER_STATS_NAME
     parser = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.exists() else None
-    sr_name = SR_LABELS[args.sr_model]
-    kinds = ((f"{sr_name} from scratch", args.sr_model, {}), (f"{sr_name} + P2Rec embeddings", "p2rec",
-                                                               {"parser": parser}))
-    for protocol, suffix in (("candidates", ""), ("full", ", full ranking")):
-        for index, (name, model_type, extra) in enumerate(kinds):
-            labels = []
-            for seed, *pair in models:  # pair = (scratch, enhanced)
-                labels.append(f"{name} (seed {seed}){suffix}")
-                metrics = evaluate_sr_model(pair[index], eval_rows, protocol, args.eval_batch_size, progress=False)
-                table.add(labels[-1], model_type, metrics, n, train_seed=seed, **extra)
-                if protocol == "full":
-                    mark_full_ranking(table)
-            if len(models) > 1:
-                add_mean_rows(table, labels, f"{name} (mean of {len(models)} seeds){suffix}", model_type, n,
-                              full=protocol == "full", **extra)
+    for sr_model, per_seed in models.items():
+        sr_name = SR_LABELS[sr_model]
+        kinds = ((f"{sr_name} from scratch", sr_model, {}),
+                 (f"{sr_name} + P2Rec embeddings", "p2rec", {"parser": parser, "sr_model": sr_model}))
+        for protocol, suffix in (("candidates", ""), ("full", ", full ranking")):
+            full = protocol == "full"
+            for index, (name, model_type, extra) in enumerate(kinds):
+                labels = []
+                for seed, *pair in per_seed:  # pair = (scratch, enhanced)
+                    labels.append(f"{name} (seed {seed}){suffix}")
+                    metrics = evaluate_sr_model(pair[index], eval_rows, protocol, args.eval_batch_size, progress=False)
+                    table.add(labels[-1], model_type, metrics, n, train_seed=seed, **extra)
+                    if full:
+                        mark_full_ranking(table, f"{name} (seed {seed})")
+                if len(per_seed) > 1:
+                    mean_label = f"{name} (mean of {len(per_seed)} seeds)"
+                    add_mean_rows(table, labels, mean_label + suffix, model_type, n, mean_label if full else None,
+                                  **extra)
     return table
+
+
+def compare_sft_levels(args, ds, teacher, out: Path) -> dict:
+    """P2Rec's cost claim measured: the run's parser SFT record (``--sft_level``) against the other level trained on
+    a fresh parser from the same backbone with the same settings and categories (:func:`measure_parser_sft`).
+
+    Each level's ``uncapped`` entry is the size of its whole example set; where a cap kept a sample,
+    ``estimated_uncapped_train_s`` is that set's prompt tokens x ``--sft_epochs`` at the measured tokens/s (training
+    time is close to linear in tokens for prompts of this length; fixed overheads are left out)."""
+    level = SFTLevel.parse(args.sft_level)
+    other = SFTLevel.INSTANCE if level is SFTLevel.USER else SFTLevel.USER
+    records = {level.value: json.loads((out / "parser" / PARSER_STATS_NAME).read_text(encoding="utf-8")),
+               other.value: measure_parser_sft(args, ds, teacher, out, other)}
+    for record in records.values():
+        uncapped, rate = record["uncapped"], record["tokens_per_s"]
+        record["estimated_uncapped_train_s"] = (round(uncapped["prompt_tokens"] * args.sft_epochs / rate, 1)
+                                                if rate and uncapped["prompt_tokens"] is not None else None)
+    user, instance = records["user"], records["instance"]
+
+    def ratio(key, sub=None):
+        a, b = (instance[key][sub], user[key][sub]) if sub else (instance[key], user[key])
+        return round(a / b, 2) if a is not None and b else None
+
+    result = {"first_measured": level.value, "sft_epochs": args.sft_epochs, "levels": records,
+              "instance_over_user": {"uncapped_examples": ratio("uncapped", "examples"),
+                                     "uncapped_prompt_tokens": ratio("uncapped", "prompt_tokens"),
+                                     "estimated_uncapped_train_s": ratio("estimated_uncapped_train_s"),
+                                     "measured_train_s": ratio("train_s"), "measured_tokens": ratio("tokens_trained")}}
+    if int(os.environ.get("RANK", "0")) == 0:
+        atomic_write_json(out / SFT_COST_NAME, result)
+    return result
 
 
 def save_recommender_info(out: Path, args, ds) -> None:
     """What the pipeline needs besides the weights (the dataset of the items), and where the item table came from."""
     table = json.loads((out / "p2rec_sr_training.json").read_text(encoding="utf-8"))["item_table"]
     write_recommender_info(out, method="p2rec", dataset=ds.name, data_dir=args.data_dir, split_seed=args.split_seed,
-                           num_candidates=args.num_candidates, sr_model=args.sr_model,
+                           num_candidates=args.num_candidates, sr_model=args.sr_model_types()[0],
                            item_embeddings={"source": "P2Rec preference parser", "parser": "parser",
                                             "backbone": args.backbone or "SmolLM2-135M-Instruct",
                                             "num_categories": args.num_categories, **table})
@@ -436,19 +558,25 @@ def main(argv: list[str] | None = None) -> dict:
     models = sr_models(args, ds, teacher, out, timings)
 
     table = rank_models(args, ds, teacher, models, out, command)
+    cost = None
+    if args.compare_sft_levels:
+        t0 = time.time()
+        cost = compare_sft_levels(args, ds, teacher, out)
+        timings["compare_sft_levels_s"] = round(time.time() - t0, 1)
     timings["total_s"] = round(time.time() - t_start, 1)
     for record in table.records:
         record["timings"] = timings
     if int(os.environ.get("RANK", "0")) == 0:
         save_recommender_info(out, args, ds)
-    sr_name = SR_LABELS[args.sr_model]
+    sr_names = [SR_LABELS[t] for t in args.sr_model_types()]
     header = (f"P2Rec on {ds.name} ({args.eval_split}, {table.rows[0][1]} users; {args.num_candidates} candidates, and "
-              f"full ranking where marked; {sr_name} from scratch vs with the parser's item embeddings, seeds "
-              f"{args.sr_seeds}, teacher {teacher_display_name(teacher)} from {teacher_dir}, preset {args.preset}, "
-              f"{timings['total_s']:.0f} s)")
+              f"full ranking where marked; {', '.join(sr_names)} from scratch vs with the parser's item embeddings, "
+              f"seeds {args.sr_seeds}, teacher {teacher_display_name(teacher)} from {teacher_dir}, preset "
+              f"{args.preset}, {timings['total_s']:.0f} s)")
     table.save(out, header)
-    final = next(m for label, _, m in table.rows if label.startswith(f"{sr_name} + P2Rec"))
-    return {label: metrics for label, _, metrics in table.rows} | {"timings": timings, "final": final}
+    final = next(m for label, _, m in table.rows if label.startswith(f"{sr_names[0]} + P2Rec"))
+    return {label: metrics for label, _, metrics in table.rows} | {"timings": timings, "final": final,
+                                                                    "sft_cost": cost}
 
 
 __all__ = ["P2RecScriptArguments", "PRESETS", "main", "make_parser"]
