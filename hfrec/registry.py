@@ -59,6 +59,10 @@ METHODS: dict[str, MethodSpec] = {
                        "hfrec.methods.trsr.recommender:load_recommender", "trainers/sft_trsr.py",
                        presets=("cpu", "gpu"), tags=("summaries", "lora", "yes-no"),
                        paper="Harnessing Large Language Models for Text-Rich Sequential Recommendation"),
+    "peapod": MethodSpec("peapod", "PeaPOD", ("peapod",), "hfrec.methods.peapod.script",
+                         "hfrec.methods.peapod.recommender:load_recommender", "trainers/sft_peapod.py",
+                         presets=("cpu", "gpu"), tags=("personalized-prompt", "prompt-pool", "lora"),
+                         paper="Preference Distillation for Personalized Generative Recommendation (PeaPOD: personalized prompt distillation)"),
     # P2Rec's output folder is the enhanced SR model: the SR recommender serves it
     "p2rec": MethodSpec("p2rec", "P2Rec", ("p2rec",), "hfrec.methods.p2rec.script", "hfrec.pipelines:sr_recommender",
                         "trainers/sft_p2rec.py", presets=("cpu", "gpu"), tags=("preference-parsing", "lora"),

@@ -391,25 +391,33 @@ def generate_then_match(
 class ItemTrie:
     """A prefix tree over the token ids of every item's identifier (+ EOS): decoding under it can only spell an item
     that exists (P5-style constrained generation). ``allowed(prefix)`` lists the tokens that continue a valid
-    prefix; ``item_of(tokens)`` maps a finished sequence back to its item id (-1 for anything else)."""
+    prefix; ``item_of(tokens)`` maps a finished sequence back to its item id (-1 for anything else).
+
+    Items spelled alike (MovieLens has a few titles twice) cannot be told apart by generation: they share one
+    entry, answered by the smallest id, and :meth:`canonical` maps each of them to it, so a generated title counts
+    as the target when it is the target's title."""
 
     def __init__(self, item_tokens: Mapping[int, Sequence[int]]):
         if not item_tokens:
             raise ValueError("An item trie needs at least one item")
         self.root: dict = {}
         self.items: dict[tuple[int, ...], int] = {}
-        for item, tokens in item_tokens.items():
+        self._canonical: dict[int, int] = {}
+        for item, tokens in sorted(item_tokens.items()):
             tokens = tuple(int(t) for t in tokens)
             if not tokens:
                 raise ValueError(f"Item {item} has an empty identifier: every item needs at least one token")
-            if tokens in self.items:  # two items spelled alike: generation could not tell them apart
-                raise ValueError(f"Items {self.items[tokens]} and {item} have the same identifier tokens; make "
-                                 "identifiers unique (e.g. item_identifier='id')")
-            self.items[tokens] = int(item)
+            first = self.items.setdefault(tokens, int(item))
+            self._canonical[int(item)] = first
             node = self.root
             for t in tokens:
                 node = node.setdefault(t, {})
         self.max_length = max(len(t) for t in self.items)
+        self.num_shared = len(self._canonical) - len(self.items)  # items that share another's identifier
+
+    def canonical(self, item: int) -> int:
+        """The id generation answers for ``item`` (itself unless an item with a smaller id is spelled alike)."""
+        return self._canonical.get(int(item), int(item))
 
     def allowed(self, prefix: Sequence[int]) -> list[int]:
         node = self.root

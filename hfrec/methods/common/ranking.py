@@ -117,6 +117,7 @@ class LLMRecommender:
     batch_size: int = 8
     can_rank_catalogue: bool = False
     row_inputs: Callable[[dict], dict] | None = None  # rows -> per-prompt model inputs (LikelihoodScorer's)
+    candidate_text: Callable[[int], str] | None = None  # item id -> scored text (default: the title)
 
     def default_candidates(self, histories) -> list[list[int]]:
         if self.teacher is None:
@@ -126,7 +127,8 @@ class LLMRecommender:
         return teacher_top_k(self.teacher, histories, self.num_candidates).tolist()
 
     def score(self, histories, candidates) -> torch.Tensor:
-        scorer = LikelihoodScorer(self.model, self.tokenizer, self.build_prompts, self.catalog.title,
+        scorer = LikelihoodScorer(self.model, self.tokenizer, self.build_prompts,
+                                  self.candidate_text or self.catalog.title,
                                   batch_size=self.batch_size, length_normalize=self.length_normalize,
                                   row_inputs=self.row_inputs)
         rows = {"history": [list(h) for h in histories], "full_history": [list(h) for h in histories],
