@@ -19,6 +19,8 @@ from .models import (
     GRU4RecConfig,
     GRU4RecModel,
     P2RecConfig,
+    PeaPODConfig,
+    PersonalizedPromptLM,
     PreferenceParserLM,
     SASRecConfig,
     SASRecModel,
@@ -35,6 +37,8 @@ _LAZY = {
     "DELRecSFTConfig": ".methods.delrec.config",
     "PreferenceParserTrainer": ".methods.p2rec.trainer",
     "PreferenceParserSFTConfig": ".methods.p2rec.config",
+    "PeaPODTrainer": ".methods.peapod.trainer",
+    "PeaPODSFTConfig": ".methods.peapod.config",
     "TRSRSummarizer": ".methods.trsr.summaries",
     "TRSRSFTTrainer": ".methods.trsr.trainer",
     "TRSRSFTConfig": ".methods.trsr.config",
@@ -64,6 +68,7 @@ def __getattr__(name):
 
 __all__ = [
     "BENCHMARKS", "SR_MODELS", "CaserConfig", "CaserModel", "DELRecConfig", "DELRecForCausalLM", "DELRecModel",
-    "GRU4RecConfig", "GRU4RecModel", "P2RecConfig", "PreferenceParserLM", "SASRecConfig", "SASRecModel",
+    "GRU4RecConfig", "GRU4RecModel", "P2RecConfig", "PeaPODConfig", "PersonalizedPromptLM", "PreferenceParserLM",
+    "SASRecConfig", "SASRecModel",
     "SequentialRecommenderOutput", "SoftPromptConfig", "SoftPromptEncoder", "load_benchmark", "load_items", "ranking_metrics", *_LAZY,
 ]

@@ -95,6 +95,17 @@ def _delrec():
     return model, inputs, extra_save
 
 
+def _peapod():
+    from hfrec.models.peapod import PeaPODConfig, PersonalizedPromptLM
+
+    torch.manual_seed(0)
+    config = PeaPODConfig(text_config=_tiny_llama_config().to_dict(), num_users=4, interest_dim=8,
+                          num_prompt_components=3, component_length=2, num_prompt_heads=2, task_prompt_length=1,
+                          prompt_token_id=VOCAB, backbone_name_or_path=f"{NAMESPACE}/llama")
+    model = PersonalizedPromptLM(config).eval()
+    return model, torch.tensor([[1, 5, 9, 13, 2, 7], [3, 3, 4, 60, 61, 62]]), None  # no prompt block: no user needed
+
+
 def tiny_tokenizer():
     """A word-level tokenizer over VOCAB words plus DELRec's placeholder token (id VOCAB)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -113,6 +124,7 @@ CASES = {c.name: c for c in [
     ModelCase("gru4rec", "sr", "AutoModel", "gru4rec", _sr("gru4rec")),
     ModelCase("caser", "sr", "AutoModel", "caser", _sr("caser")),
     ModelCase("delrec", "lm", "AutoModelForCausalLM", "delrec", _delrec),
+    ModelCase("peapod", "lm", "AutoModelForCausalLM", "peapod", _peapod),
     ModelCase("llama", "lm", "AutoModelForCausalLM", "llama", _llama(0)),
 ]}
 SR_CASES = [n for n, c in CASES.items() if c.kind == "sr"]

@@ -16,6 +16,7 @@ from .caser import CaserConfig, CaserModel, CaserPreTrainedModel
 from .delrec import DELRecConfig, DELRecForCausalLM, DELRecModel, SoftPromptConfig, SoftPromptEncoder
 from .gru4rec import GRU4RecConfig, GRU4RecModel, GRU4RecPreTrainedModel
 from .p2rec import P2RecConfig, PreferenceParserLM
+from .peapod import PeaPODConfig, PersonalizedPromptLM
 from .sasrec import SASRecConfig, SASRecModel, SASRecPreTrainedModel, SequentialRecommenderOutput
 
 
@@ -34,6 +35,7 @@ for _model_type, (_config_class, _model_class) in SR_MODELS.items():
 del _model_type, _config_class, _model_class
 enable_card_push(DELRecForCausalLM)
 enable_card_push(PreferenceParserLM)
+enable_card_push(PersonalizedPromptLM)
 
 
 __all__ = [
@@ -42,6 +44,8 @@ __all__ = [
     "DELRecForCausalLM",
     "P2RecConfig",
     "PreferenceParserLM",
+    "PeaPODConfig",
+    "PersonalizedPromptLM",
     "DELRecModel",
     "SoftPromptConfig",
     "SoftPromptEncoder",
