@@ -240,7 +240,7 @@ def generative_metrics(model, tok, prompter, args, variant: str | None, rows, nu
     trie = ItemTrie({i: prompter.item_completion(i) for i in range(1, num_items + 1)})
     extra = None if variant in (None, "none") else row_inputs_of(rows[:], TASK_SEQUENTIAL)
     result = generate_items(model, tok, [prompter.sequential_prompt(h) for h in rows["history"]], trie,
-                            num_beams=args.num_beams, batch_size=max(1, args.eval_batch_size // 4),
+                            num_beams=args.num_beams, batch_size=args.eval_batch_size,
                             row_inputs=extra, progress=not args.disable_tqdm)
     targets = [trie.canonical(t) for t in rows["target"]]  # a title shared by two items names both
     ranks = torch.tensor([items.index(t) if t in items else num_items for items, t in zip(result.items, targets)],
