@@ -470,7 +470,7 @@ def test_script_instance_level_two_sr_models_seeds_and_the_sft_cost_comparison(t
     result = p2rec_main([*method_argv(tiny_setup, out), "--sft_level", "instance", "--max_prefixes_per_user", "3",
                          "--max_users", "20", "--sr_model", "sasrec,gru4rec", "--sr_seeds", "1,2", "--sr_epochs", "2",
                          "--num_categories", "4", "--sr_model_kwargs", '{"hidden_size": 16}',
-                         "--compare_sft_levels", "true"])
+                         "--compare_sft_levels", "true", "--sr_workers", "2"])
     records = {(r["method"], r["protocol"]): r for r in json.loads((out / "eval_results.json").read_text())}
     parser = records["SASRec + P2Rec embeddings (seed 1)", "candidates"]["parser"]
     assert parser["level"] == "instance" and parser["examples"] == 60  # 3 prefixes of each of 20 users
@@ -484,6 +484,9 @@ def test_script_instance_level_two_sr_models_seeds_and_the_sft_cost_comparison(t
     for folder in (out, out / "scratch", out / "seed-2", out / "seed-2" / "scratch", out / "gru4rec",
                    out / "gru4rec" / "seed-2" / "scratch"):
         assert (folder / "model.safetensors").is_file(), folder
+    # 8 SR models trained 2 at a time in worker processes, each timed, none left in training folders
+    assert len([k for k in result["timings"] if k.startswith(("sr_sasrec_", "sr_gru4rec_"))]) == 8
+    assert not (out / "sr_training").exists()
     # one table for both: PCA to SASRec's 16 ("init"), fused into GRU4Rec's wider 64 ("fuse")
     assert AutoModel.from_pretrained(out / "seed-2").config.pretrained_item_embedding_mode == "init"
     assert AutoModel.from_pretrained(out / "gru4rec").config.pretrained_item_embedding_mode == "fuse"

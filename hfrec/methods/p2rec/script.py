@@ -93,7 +93,7 @@ PRESETS: dict[str, dict] = {
 SR_LABELS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser"}
 # flags that change only how the finished models are ranked or shown: a rerun may change them
 EVAL_ONLY = ("output_dir", "preset", "num_candidates", "eval_split", "eval_users", "eval_batch_size", "disable_tqdm",
-             "resume_from_checkpoint", "embedding_batch_size", "compare_sft_levels")
+             "resume_from_checkpoint", "embedding_batch_size", "compare_sft_levels", "sr_workers")
 SETTINGS_NAME = "p2rec_settings.json"
 SFT_COST_NAME = "sft_cost.json"
 PARSER_STATS_NAME = "p2rec_parser.json"
@@ -158,6 +158,11 @@ class P2RecScriptArguments(MethodScriptArguments):
         default="match_init", metadata={"help": "match_init (the spread of the SR model's own init) | none."}
     )
     eval_batch_size: int = field(default=512, metadata={"help": "Users per SR ranking batch."})
+    sr_workers: int = field(
+        default=1,
+        metadata={"help": "SR models trained at once, each in its own process (>1: a GPU is shared by several small "
+                  "models, which one alone leaves mostly idle); the same seeds and results as one at a time."},
+    )
 
     def apply_preset(self) -> "P2RecScriptArguments":
         if self.preset not in (*PRESETS, "none"):
@@ -179,6 +184,8 @@ class P2RecScriptArguments(MethodScriptArguments):
             raise ValueError(f"--max_prefixes_per_user must be >= 1 (unset: every prefix), got "
                              f"{self.max_prefixes_per_user}")
         self.sr_model_types()
+        if self.sr_workers < 1:
+            raise ValueError(f"--sr_workers must be >= 1 (1: one SR model at a time), got {self.sr_workers}")
         self.seeds()  # a clear error for a bad list
         return self
 
@@ -419,23 +426,53 @@ def sr_models(args, ds, teacher, out: Path, timings: dict) -> dict[str, list[tup
     table = None
     if not all(is_saved_model(f) for per_seed in folders.values() for _, _, f in per_seed):
         table = enhanced_item_table(args, ds, teacher, out, timings)
-    models: dict[str, list] = {}
-    for sr_model, per_seed in folders.items():
-        for seed, scratch_dir, enhanced_dir in per_seed:
-            pair = []
-            for folder, with_table in ((scratch_dir, False), (enhanced_dir, True)):
-                if is_saved_model(folder):
-                    pair.append(load_sr_model(folder))
-                    continue
-                t0 = time.time()
-                kind = "p2rec" if with_table else "scratch"
-                pair.append(train_sr_model(args, ds, sr_model, seed, folder,
-                                           out / "sr_training" / f"{sr_model}-{kind}-{seed}",
-                                           table if with_table else None))
-                timings[f"sr_{sr_model}_{kind}_{seed}_s"] = round(time.time() - t0, 1)
-            models.setdefault(sr_model, []).append((seed, *pair))
+    jobs = [(sr_model, seed, folder, with_table) for sr_model, per_seed in folders.items()
+            for seed, scratch_dir, enhanced_dir in per_seed
+            for folder, with_table in ((scratch_dir, False), (enhanced_dir, True)) if not is_saved_model(folder)]
+    t0 = time.time()
+    if args.sr_workers > 1 and len(jobs) > 1:
+        timings.update(train_sr_jobs_in_processes(args, jobs, table, out))
+    else:
+        for sr_model, seed, folder, with_table in jobs:
+            timings.update(train_sr_job(args, ds, sr_model, seed, folder, table if with_table else None, out))
+    if jobs:
+        timings["sr_training_s"] = round(time.time() - t0, 1)
     shutil.rmtree(out / "sr_training", ignore_errors=True)
-    return models
+    return {sr_model: [(seed, load_sr_model(scratch_dir), load_sr_model(enhanced_dir))
+                       for seed, scratch_dir, enhanced_dir in per_seed] for sr_model, per_seed in folders.items()}
+
+
+def train_sr_job(args, ds, sr_model: str, seed: int, folder: Path, table, out: Path) -> dict:
+    """One SR model trained and saved into ``folder``; returns its timing entry."""
+    t0 = time.time()
+    kind = "scratch" if table is None else "p2rec"
+    train_sr_model(args, ds, sr_model, seed, folder, out / "sr_training" / f"{sr_model}-{kind}-{seed}", table)
+    return {f"sr_{sr_model}_{kind}_{seed}_s": round(time.time() - t0, 1)}
+
+
+def _sr_worker(args, job, table, out: Path, threads: int) -> dict:
+    """A worker process's job: its own copy of the benchmark (from the Arrow cache) and one SR model."""
+    torch.set_num_threads(threads)  # the workers share the machine's cores
+    ds = load_benchmark(args.dataset, data_dir=args.data_dir, num_candidates=args.num_candidates,
+                        seed=args.split_seed, max_history=args.sr_max_seq_length)
+    sr_model, seed, folder, with_table = job
+    return train_sr_job(args, ds, sr_model, seed, folder, table if with_table else None, out)
+
+
+def train_sr_jobs_in_processes(args, jobs: list, table, out: Path) -> dict:
+    """``jobs`` trained ``--sr_workers`` at a time in spawned processes (CUDA cannot be forked); the models land in
+    their folders as in-process training would leave them. A failed job raises here with its own error."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = min(args.sr_workers, len(jobs))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    logger.info("training %d SR models, %d at a time in worker processes", len(jobs), workers)
+    timings: dict = {}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for result in [pool.submit(_sr_worker, args, job, table, out, threads) for job in jobs]:
+            timings.update(result.result())
+    return timings
 
 
 def mark_full_ranking(table: RankingTable, method: str) -> None:
