@@ -77,9 +77,16 @@ def _is_local_path(name) -> bool:
     return os.path.isabs(str(name)) or str(name).startswith(".")
 
 
+def _run_info(folder: ModelFolder) -> dict:
+    from ..methods.common.ranking import read_recommender_info
+
+    return read_recommender_info(folder.path) or {}
+
+
 def _method(folder: ModelFolder, records: list[dict]) -> str:
     config = folder.config
-    method = _first(config.get("hfrec_method"), config.get("model_type"),
+    # the run info names the method first: LLM-TRSR saves the backbone's own class (model_type "llama")
+    method = _first(_run_info(folder).get("method"), config.get("hfrec_method"), config.get("model_type"),
                     *(r.get("model_type") for r in records))
     if folder.is_adapter and not config:
         method = _first(*(r.get("model_type") for r in records), str(folder.adapter_config.get("peft_type", "lora")).lower())
@@ -145,6 +152,12 @@ def _adapter_snippet(repo_id: str, base_model: str | None, rev: str) -> str:
     )
 
 
+def _exported_by_hfrec(name: str) -> bool:
+    import hfrec
+
+    return hasattr(hfrec, name)  # LLM-TRSR's folder holds a plain LlamaForCausalLM: no hfrec class to name
+
+
 def _loading_snippet(folder: ModelFolder, repo_id: str, method: str, base_model: str | None) -> str:
     rev = ', revision="main"'
     if folder.is_adapter and not folder.bundles_base:
@@ -169,7 +182,7 @@ def _loading_snippet(folder: ModelFolder, repo_id: str, method: str, base_model:
         lines += [f"# the model saved here is the adapter's base; from_pretrained attaches the {adapter} adapter to it",
                   "# (with peft installed, as hfrec requires)"]
     lines.append(f'model = {auto}.from_pretrained("{repo_id}"{rev})')
-    if folder.bundles_base and facts.hfrec_method and archs:
+    if folder.bundles_base and facts.hfrec_method and archs and _exported_by_hfrec(archs[0]):
         lines += ["", "# the same with hfrec's class", f"from hfrec import {archs[0]}",
                   f'model = {archs[0]}.from_pretrained("{repo_id}"{rev})']
     if folder.config.get("auto_map"):
@@ -202,8 +215,15 @@ def build_model_card(
     method = _method(folder, records)
     # A run may also rank its baselines (DELRec's table: popularity, teacher, zero-shot LLM): only the
     # records of this model's own type describe it; the others are comparisons, not its metrics.
-    baselines = [r for r in records if r.get("model_type") not in (None, method)]
-    records = [r for r in records if r.get("model_type") in (None, method)]
+    # A run that trains several variants (LLM-TRSR's summary modes) names the folder's own row in its run info.
+    own_label = _run_info(folder).get("label")
+
+    def own(record):
+        return record.get("model_type") in (None, method) and (own_label is None or record.get("method") in
+                                                              (None, own_label))
+
+    baselines = [r for r in records if not own(r)]
+    records = [r for r in records if own(r)]
     name = repo_id.split("/")[-1] if repo_id else folder.path.resolve().name
     peft_name = _peft_name(folder)
     # an adapter published without records is known only by its PEFT type ("lora"): spell that as prose does

@@ -175,6 +175,50 @@ def read_recommender_info(folder) -> dict | None:
         return json.load(handle)
 
 
+def rank_saved_runs(table: RankingTable, folders: Sequence[str] | None, eval_rows, ks=None,
+                    data_dir: str | None = None) -> list[dict]:
+    """Rank already trained hfrec runs (any registered method: a DELRec run next to LLM-TRSR's) on ``eval_rows``,
+    as rows of ``table``: each folder loads as the ``next-item-recommendation`` pipeline loads it (its model, run
+    info and SR teacher), and its recommender scores the same stored candidate lists. A run trained on another
+    dataset, candidate seed or list length is refused: its scores would not rank these rows."""
+    from pathlib import Path
+
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    from ...metrics import DEFAULT_KS
+    from ...registry import get_method
+    from .backbones import cpu_has_fast_bf16
+
+    out = []
+    for folder in folders or []:
+        folder = Path(folder)
+        info = read_recommender_info(folder)
+        if info is None or "method" not in info:
+            raise ValueError(f"--compare_with {folder}: no {RECOMMENDER_INFO_NAME} there; pass the output folder of "
+                             "an hfrec method's script (e.g. trainers/sft_delrec.py --output_dir)")
+        ours = {"dataset": table.dataset, "split_seed": table.seed, "num_candidates": table.num_candidates}
+        theirs = {k: info.get(k) for k in ours}
+        if any(v is not None and v != ours[k] for k, v in theirs.items()):
+            raise ValueError(f"--compare_with {folder} was trained with {theirs}, this run ranks {ours}: rerun one "
+                             "of them with the same --dataset, --split_seed and --num_candidates")
+        spec = get_method(info["method"])
+        model = (AutoModelForCausalLM if spec.llm else AutoModel).from_pretrained(str(folder))
+        if torch.cuda.is_available():
+            model = model.cuda()
+        elif model.dtype == torch.bfloat16 and not cpu_has_fast_bf16():
+            model = model.float()  # emulated bf16 is several times slower than float32
+        recommender = spec.load_recommender()(model.eval(), folder, info, dataset=table.dataset, data_dir=data_dir)
+
+        def scorer(rows, protocol, recommender=recommender):
+            return recommender.score([list(h) for h in rows["history"]], [list(c) for c in rows["candidates"]])
+
+        metrics = evaluate_scorer(scorer, eval_rows, "candidates", ks=ks or DEFAULT_KS, progress=False)
+        out.append(table.add(f"{spec.display_name} ({folder.name})", spec.name, metrics, len(eval_rows),
+                             compared_run=str(folder)))
+        del model, recommender
+    return out
+
+
 def hit_rate_interval(hit_rate: float, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson 95% interval of a hit rate measured on ``n`` users (honest at rates near 0 or 1 and small n)."""
     if n <= 0:
@@ -186,15 +230,22 @@ def hit_rate_interval(hit_rate: float, n: int, z: float = 1.96) -> tuple[float, 
 
 
 TABLE_COLUMNS = ("HR@1", "HR@5", "NDCG@5", "HR@10", "NDCG@10")
+# LLM-TRSR's paper reports Recall and MRR at 3, 5, 10; with one target per row Recall@k is HR@k
+RECALL_MRR_COLUMNS = ("HR@1", "HR@5", "NDCG@5", ("Recall@3", "HR@3"), ("Recall@5", "HR@5"), ("Recall@10", "HR@10"),
+                      "MRR@3", "MRR@5", "MRR@10")
+
+Column = str | tuple[str, str]  # a metric key, or (header, metric key)
 
 
-def format_rows(rows: Sequence[tuple[str, int | None, dict]], columns: Sequence[str] = TABLE_COLUMNS,
+def format_rows(rows: Sequence[tuple[str, int | None, dict]], columns: Sequence[Column] = TABLE_COLUMNS,
                 extra: Sequence[str] = ()) -> list[str]:
     """Markdown table lines: label, users, the metric columns, the 95% interval of HR@1, and ``extra`` keys."""
-    lines = ["| model | users | " + " | ".join(columns) + " | HR@1 95% CI |" + "".join(f" {e} |" for e in extra),
+    pairs = [(c, c) if isinstance(c, str) else tuple(c) for c in columns]
+    lines = ["| model | users | " + " | ".join(h for h, _ in pairs) + " | HR@1 95% CI |" +
+             "".join(f" {e} |" for e in extra),
              "|---" * (len(columns) + 3 + len(extra)) + "|"]
     for label, users, metrics in rows:
-        cells = [f"{metrics[c]:.4f}" if c in metrics else "-" for c in columns]
+        cells = [f"{metrics[c]:.4f}" if c in metrics else "-" for _, c in pairs]
         ci = "-"
         if users and "HR@1" in metrics:
             low, high = hit_rate_interval(metrics["HR@1"], users)
@@ -213,6 +264,7 @@ class RankingTable:
     num_candidates: int
     seed: int
     command: str | None = None
+    columns: Sequence[Column] = TABLE_COLUMNS
     rows: list[tuple[str, int, dict]] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
 
@@ -225,7 +277,7 @@ class RankingTable:
         return metrics
 
     def text(self, header: str) -> str:
-        return "\n".join([header, "", *format_rows(self.rows),
+        return "\n".join([header, "", *format_rows(self.rows, self.columns),
                           "", f"(every row ranks the same users and the same {self.num_candidates} stored candidates)"])
 
     def save(self, output_dir, header: str) -> str:
@@ -239,5 +291,5 @@ class RankingTable:
 
 
 __all__ = ["GenerateThenMatchScorer", "LENGTH_NORMALIZE_GRID", "LLMRecommender", "LikelihoodScorer", "RECOMMENDER_INFO_NAME",
-           "RankingTable", "TABLE_COLUMNS", "choose_length_normalization", "format_rows", "hit_rate_interval",
+           "RECALL_MRR_COLUMNS", "RankingTable", "rank_saved_runs", "TABLE_COLUMNS", "choose_length_normalization", "format_rows", "hit_rate_interval",
            "read_recommender_info", "write_recommender_info"]

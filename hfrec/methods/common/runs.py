@@ -73,6 +73,9 @@ class MethodScriptArguments:
     resume_from_checkpoint: bool = field(default=False, metadata={"help": "Resume training from the last checkpoint."})
     seed: int = field(default=42, metadata={"help": "Training seed."})
     disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
+    compare_with: list[str] | None = field(
+        default=None, metadata={"help": "Run folders of other hfrec methods (e.g. a DELRec run) to rank in the same "
+                                        "table, on the same users and candidate lists."})
 
 
 __all__ = ["MethodScriptArguments", "TEACHER_IGNORE", "copy_teacher", "save_into"]

@@ -53,7 +53,7 @@ from ..common.backbones import resolve_dtype
 from ..common.data import select_training_rows
 from ..common.prompts import ItemCatalog
 from ..common.ranking import (GenerateThenMatchScorer, LikelihoodScorer, RankingTable, choose_length_normalization,
-                              write_recommender_info)
+                              rank_saved_runs, write_recommender_info)
 from ..common.runs import MethodScriptArguments, copy_teacher, save_into
 from ..common.sft import decompile_decoder_layers
 from ..common.teachers import load_or_train_teacher, teacher_display_name
@@ -388,6 +388,7 @@ def main(argv: list[str] | None = None) -> dict:
                                              prompter.catalog.title, batch_size=args.eval_batch_size)
             metrics = evaluate_scorer(scorer, eval_rows, "candidates", progress=False)
             table.add("DELRec, generate-then-match", "delrec", {**metrics, "valid_ratio": scorer.valid_ratio}, n)
+    rank_saved_runs(table, args.compare_with, eval_rows, data_dir=args.data_dir)
     timings["total_s"] = round(time.time() - t_start, 1)
     header = (f"DELRec on {ds.name} ({args.eval_split}, {args.num_candidates} candidates, backbone {backbone_label}, "
               f"teacher {teacher_name} from {teacher_dir}, preset {args.preset}, {timings['total_s']:.0f} s)")
