@@ -220,6 +220,14 @@ def test_training_examples_are_one_positive_one_negative(tok):
         negative = tok.decode(neg["input_ids"][len(prompt): -1 - len(prompter.suffix_ids)])
         item = next(i for i in range(1, N_ITEMS + 1) if prompter.item_text(i) == negative)
         assert item not in row["history"] and item != row["target"]
+    # negatives avoid every item of the user's rows, as the evaluation candidates avoid every item the user touched
+    near_all = [{"user_id": 3, "history": [1], "target": 29},
+                {"user_id": 3, "history": list(range(1, 28)), "target": 28}]
+    for seed in range(5):
+        drawn = build_training_examples(near_all, prompter, N_ITEMS, None, seed=seed)
+        negatives = [tok.decode(e["input_ids"][len(prompter.prompt_ids(None, r["history"])): -1 -
+                                               len(prompter.suffix_ids)]) for e, r in zip(drawn[1::2], near_all)]
+        assert negatives == [prompter.item_text(30)] * 2
     assert build_training_examples(rows, prompter, N_ITEMS, None, seed=3)[0]["input_ids"] != examples[0]["input_ids"]
     with pytest.raises(ValueError, match="No summary for user 2"):
         build_training_examples(rows, prompter, N_ITEMS, {1: "x"})
@@ -266,6 +274,52 @@ def test_trainer_adapts_the_attention_projections_and_learns(tok, tmp_path):
     assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters() if n in before)
     with pytest.raises(TypeError, match="TRSRSFTConfig"):
         TRSRSFTTrainer(tiny_lm(), args=object(), processing_class=tok)
+
+
+def test_trained_answer_position_is_the_scored_one_and_the_loss_is_the_answer_alone(tok, tmp_path):
+    """On a learnable signal (the "Liked" items are the positives) the answer-token loss falls well below ln 2, the
+    trainer's loss is the cross-entropy of the answer token alone (no end-of-turn or prompt token), and the ranking's
+    P(yes) is the trained model's softmax over the Yes/No logits at the trained position."""
+    catalog = ItemCatalog.from_items({"item_id": list(range(1, 21)),
+                                      "title": [f"{'Liked' if i <= 10 else 'Other'} {i}" for i in range(1, 21)]})
+    prompter = TRSRPrompter(tok, catalog, item_text_tokens=12, recent_items=1)
+    drama, other = list(range(1, 11)), list(range(11, 21))  # the positives, the negatives
+    rng = random.Random(0)
+    examples = []
+    for u in range(32):
+        history = [rng.randint(1, 20)]
+        examples += prompter.examples(None, history, [rng.choice(drama), rng.choice(other)], [True, False])
+    args = TRSRSFTConfig(output_dir=str(tmp_path), max_steps=80, per_device_train_batch_size=8, learning_rate=3e-3,
+                         lr_scheduler_type="constant", lora_r=0, use_cpu=True, disable_tqdm=True, save_strategy="no",
+                         logging_steps=1, seed=0)  # lora_r=0: the tiny random model learns in full, in a few steps
+    trainer = TRSRSFTTrainer(tiny_lm(seed=3), args, train_dataset=Dataset.from_list(examples), processing_class=tok)
+    model = trainer.model
+
+    def answer_nll(batch):  # -log p(answer) over the full vocabulary, at the position before the answer
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([e["input_ids"][:-1] for e in batch])).logits[:, -1].float()
+        answers = torch.tensor([e["labels"][-1] for e in batch])
+        return torch.nn.functional.cross_entropy(logits, answers).item()
+
+    same_length = [e for e in examples if len(e["input_ids"]) == len(examples[0]["input_ids"])][:4]
+    batch = trainer.data_collator(same_length)
+    model.train()
+    assert trainer.compute_loss(model, dict(batch)).item() == pytest.approx(answer_nll(same_length), rel=1e-4)
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert sum(losses[-5:]) / 5 < 0.35 < 0.69 < losses[0]  # learned, not just the 1:1 prior (ln 2)
+    model.eval()
+    scorer = YesNoScorer(model, tok, prompter, None, batch_size=3)
+    histories = [[rng.randint(1, 20)] for _ in range(6)]
+    candidates = [rng.sample(drama, 2) + rng.sample(other, 3) for _ in histories]
+    probs = scorer.scores(histories, candidates)
+    with torch.no_grad():
+        for h, cands, row in zip(histories, candidates, probs):
+            for c, p in zip(cands, row):
+                ids = prompter.examples(None, h, [c], [True])[0]["input_ids"][:-1]  # the trained position
+                direct = model(input_ids=torch.tensor([ids])).logits[0, -1, prompter.answer_ids].float()
+                assert p.item() == pytest.approx(direct.softmax(-1)[0].item(), abs=1e-5)
+    assert bool((probs[:, :2].min(1).values > probs[:, 2:].max(1).values).all())  # every liked item above the others
 
 
 # ------------------------------------------------------------------------------------------------ script
@@ -351,3 +405,54 @@ def test_pipeline_scores_equal_the_scripts_model(trained, tiny_setup, registered
 def test_script_bad_flags(flags, match, tmp_path):
     with pytest.raises(ValueError, match=match):
         trsr_main(["--output_dir", str(tmp_path), *flags])
+
+
+def test_table_shows_the_papers_recall_and_mrr(trained):
+    out, _, _ = trained["trsr"]
+    header = (out / "results_table.txt").read_text().splitlines()[2]
+    for column in ("HR@1", "HR@5", "NDCG@5", "Recall@3", "Recall@5", "Recall@10", "MRR@3", "MRR@5", "MRR@10"):
+        assert f"| {column} |" in header
+
+
+def test_card_names_llm_trsr_and_its_own_rows(trained):
+    from hfrec.hub import build_model_card
+
+    out, _, _ = trained["trsr"]
+    card = build_model_card(out, repo_id="me/trsr-tiny")
+    text = str(card)
+    assert "**LLM-TRSR**" in text and "`trsr`" in text and "llama" not in card.data.tags
+    assert "trsr" in card.data.tags
+    results = card.data.to_dict()["model-index"][0]["results"]
+    names = {m["name"] for r in results for m in r["metrics"]}
+    assert {"HR@1", "HR@3", "MRR@3", "MRR@10"} <= names
+    own = next(r for r in json.loads((out / "eval_results.json").read_text())
+               if r.get("summary_mode") == "hierarchical")
+    assert sorted(m["value"] for r in results for m in r["metrics"]) == sorted(own["metrics"].values())
+    assert "| LLM-TRSR (recurrent summary) |" in text  # the folder's other mode is a comparison row
+    assert "from hfrec import LlamaForCausalLM" not in text  # hfrec has no such class: the snippet uses the Auto one
+
+
+@pytest.fixture(scope="module")
+def delrec_run(tiny_setup):  # noqa: F811
+    from hfrec.registry import get_method
+
+    out = tiny_setup["root"] / "delrec-for-trsr"
+    get_method("delrec").run(method_argv(tiny_setup, out))
+    return out
+
+
+def test_compare_with_ranks_a_saved_delrec_run_on_the_same_rows(trained, delrec_run, tmp_path):
+    out, _, argv = trained["trsr"]
+    result = trsr_main([*argv, "--compare_with", str(delrec_run)])
+    label = f"DELRec ({delrec_run.name})"
+    delrec_own = next(r for r in json.loads((delrec_run / "eval_results.json").read_text())
+                      if r["method"] == "DELRec")
+    assert result[label]["HR@1"] == pytest.approx(delrec_own["metrics"]["HR@1"])  # same users, same candidates
+    assert result[label]["NDCG@5"] == pytest.approx(delrec_own["metrics"]["NDCG@5"], abs=1e-6)
+    row = next(r for r in json.loads((out / "eval_results.json").read_text()) if r["method"] == label)
+    assert row["model_type"] == "delrec" and row["compared_run"] == str(delrec_run)
+    assert f"| {label} |" in (out / "results_table.txt").read_text()
+    with pytest.raises(ValueError, match="no hfrec_recommender.json"):
+        trsr_main([*argv, "--compare_with", str(tmp_path)])
+    with pytest.raises(ValueError, match="same --dataset, --split_seed and --num_candidates"):
+        trsr_main([*argv, "--compare_with", str(delrec_run), "--split_seed", "7"])

@@ -2,7 +2,8 @@
 
 Each chosen training row (history -> target) gives two examples with the same user prompt (summary + the last
 ``recent_items`` items): the target -> "Yes" and one negative -> "No" (1 positive : 1 negative, as in the paper),
-the negative drawn uniformly from the items outside that prefix's history and target.
+the negative drawn uniformly from the items the user's rows never show (no history item or target of any of that
+user's rows), as the evaluation's stored candidates are drawn from the items the user never touched.
 
 Summaries are expensive, so a user's training rows share one summary: that of the history before the user's
 *earliest* chosen row. No summary thus contains the target of any of the user's training rows, and each user is
@@ -35,12 +36,15 @@ def build_training_examples(rows: Sequence[dict], prompter: TRSRPrompter, num_it
     ``summaries``: user id -> summary (:func:`summary_histories` says which history); None for the no-summary
     recommender."""
     rng = random.Random(seed)
+    seen: dict[int, set[int]] = {}  # a negative the user touched in another row would be a false "No"
+    for row in rows:
+        seen.setdefault(int(row["user_id"]), set()).update([*map(int, row["history"]), int(row["target"])])
     out = []
     for row in rows:
         history, target = [int(i) for i in row["history"]], int(row["target"])
         if summaries is not None and int(row["user_id"]) not in summaries:
             raise ValueError(f"No summary for user {row['user_id']}: summarise summary_histories(rows) first")
-        negative = sample_negatives(rng, num_items, set(history) | {target}, 1)[0]
+        negative = sample_negatives(rng, num_items, seen[int(row["user_id"])], 1)[0]
         summary = None if summaries is None else summaries[int(row["user_id"])]
         out += prompter.examples(summary, history, [target, negative], [True, False])
     return out
