@@ -62,7 +62,7 @@ from ...utils import run_script
 from ..common.backbones import resolve_dtype
 from ..common.generation import ItemTrie, generate_items, generate_token_ids
 from ..common.prompts import ItemCatalog
-from ..common.ranking import LikelihoodScorer, RankingTable, write_recommender_info
+from ..common.ranking import LikelihoodScorer, RankingTable, rank_saved_runs, write_recommender_info
 from ..common.runs import MethodScriptArguments, copy_teacher, save_into
 from ..common.sft import decompile_decoder_layers
 from ..common.teachers import load_or_train_teacher, teacher_display_name
@@ -370,6 +370,7 @@ def main(argv: list[str] | None = None) -> dict:
                           (f"{teacher_name} (teacher)", sr_model_scorer(teacher))) if len(topn_rows) else ():
         topn_table.add(label, "baseline", evaluate_scorer(scorer, topn_rows, "candidates", progress=False),
                        len(topn_rows), task="topn")
+    rank_saved_runs(table, args.compare_with, eval_rows, data_dir=args.data_dir)  # e.g. a DELRec run
     extra_records: list[dict] = []
 
     def evaluate(label: str, model_type: str, model, tok, prompter, variant: str | None, info: dict):
