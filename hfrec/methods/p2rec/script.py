@@ -186,6 +186,9 @@ class P2RecScriptArguments(MethodScriptArguments):
         self.sr_model_types()
         if self.sr_workers < 1:
             raise ValueError(f"--sr_workers must be >= 1 (1: one SR model at a time), got {self.sr_workers}")
+        if self.sr_workers > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError("--sr_workers > 1 starts its own processes: run it with python, not accelerate launch "
+                             "(or keep --sr_workers 1)")
         self.seeds()  # a clear error for a bad list
         return self
 
