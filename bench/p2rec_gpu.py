@@ -1,8 +1,9 @@
 """P2Rec on one GPU, in one run: the enhanced-vs-scratch comparison at full scale and the SFT cost claim.
 
     python bench/p2rec_gpu.py --out results/p2rec_gpu          # on an H100/H200, offline
-    python bench/p2rec_gpu.py --out /tmp/smoke --teacher_epochs 1 --sr_epochs 1 --sr_seeds 1 --max_users 8 \\
-        --max_steps 2 --eval_users 20                           # a CPU smoke run of the same path
+    python bench/p2rec_gpu.py --out /tmp/smoke --teacher_epochs 1 --sr_epochs 1 --sr_seeds 1,2 --max_users 8 \\
+        --max_steps 2 --eval_users 20 --item_max_tokens 8 --max_history 10 --sr_workers 2 \\
+        --max_prefixes_per_user 2                               # a CPU smoke run of the same path
 
 One call of the P2Rec script (``hfrec.methods.p2rec.script``, ``--preset gpu``) does it all: the SASRec teacher
 (trained unless ``--teacher_dir``), k-means categories, user-level parser SFT and the item table once, then SASRec and
