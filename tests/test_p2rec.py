@@ -26,7 +26,7 @@ from hfrec.methods.p2rec.data import (DistributionCollator, SFTLevel, build_pars
 from hfrec.methods.p2rec.embeddings import (item_embedding_table, load_enhanced_embeddings, pooled_states, read_table,
                                              resolve_embedding_mode, shared_prefix_length, spread)
 from hfrec.methods.p2rec.prompts import PreferencePrompter
-from hfrec.methods.p2rec.script import load_parser, main as p2rec_main
+from hfrec.methods.p2rec.script import load_parser, main as p2rec_main, make_parser, train_sr_job
 from hfrec.methods.p2rec.trainer import PreferenceParserTrainer
 from hfrec.models import SR_MODELS
 from hfrec.models.p2rec import P2RecConfig, PreferenceParserLM
@@ -467,10 +467,10 @@ def test_script_trains_saves_and_a_rerun_reproduces_the_metrics(tiny_setup, monk
 
 def test_script_instance_level_two_sr_models_seeds_and_the_sft_cost_comparison(tiny_setup):
     out = tiny_setup["root"] / "seeds"
-    result = p2rec_main([*method_argv(tiny_setup, out), "--sft_level", "instance", "--max_prefixes_per_user", "3",
-                         "--max_users", "20", "--sr_model", "sasrec,gru4rec", "--sr_seeds", "1,2", "--sr_epochs", "2",
-                         "--num_categories", "4", "--sr_model_kwargs", '{"hidden_size": 16}',
-                         "--compare_sft_levels", "true", "--sr_workers", "2"])
+    argv = [*method_argv(tiny_setup, out), "--sft_level", "instance", "--max_prefixes_per_user", "3", "--max_users",
+            "20", "--sr_model", "sasrec,gru4rec", "--sr_seeds", "1,2", "--sr_epochs", "2", "--num_categories", "4",
+            "--sr_model_kwargs", '{"hidden_size": 16}', "--compare_sft_levels", "true", "--sr_workers", "2"]
+    result = p2rec_main(argv)
     records = {(r["method"], r["protocol"]): r for r in json.loads((out / "eval_results.json").read_text())}
     parser = records["SASRec + P2Rec embeddings (seed 1)", "candidates"]["parser"]
     assert parser["level"] == "instance" and parser["examples"] == 60  # 3 prefixes of each of 20 users
@@ -487,6 +487,14 @@ def test_script_instance_level_two_sr_models_seeds_and_the_sft_cost_comparison(t
     # 8 SR models trained 2 at a time in worker processes, each timed, none left in training folders
     assert len([k for k in result["timings"] if k.startswith(("sr_sasrec_", "sr_gru4rec_"))]) == 8
     assert not (out / "sr_training").exists()
+    # a worker's model is the one in-process training gives (same seed, data and thread count)
+    (args,) = make_parser().parse_args_into_dataclasses(args=[*argv, "--output_dir", str(tiny_setup["root"] / "alone")])
+    args.apply_preset()
+    ds = load_benchmark("atomic", data_dir=str(tiny_setup["data"]), num_candidates=10, seed=42, max_history=50)
+    alone = tiny_setup["root"] / "alone"
+    train_sr_job(args, ds, "gru4rec", 2, alone, None, alone)
+    worker, here = AutoModel.from_pretrained(out / "gru4rec" / "seed-2" / "scratch"), AutoModel.from_pretrained(alone)
+    assert all(torch.equal(a, b) for a, b in zip(worker.state_dict().values(), here.state_dict().values()))
     # one table for both: PCA to SASRec's 16 ("init"), fused into GRU4Rec's wider 64 ("fuse")
     assert AutoModel.from_pretrained(out / "seed-2").config.pretrained_item_embedding_mode == "init"
     assert AutoModel.from_pretrained(out / "gru4rec").config.pretrained_item_embedding_mode == "fuse"
