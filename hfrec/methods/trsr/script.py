@@ -34,7 +34,7 @@ Presets (fields left unset take the preset's value; any flag overrides); weights
          650 scored tokens per ranked user and row, and 96 short training examples.
 ``gpu``  the full protocol: hierarchical, recurrent and no summary, 5 blocks of 5 items (the paper), 96-token
          summaries generated 1024 prompts at a time, 5 recent items, the 6 most recent training prefixes of every
-         user (1 positive : 1 negative each) for 2 epochs, LoRA r 8 on every linear layer at 3e-4, batches of 64
+         user (1 positive : 1 negative each) for 2 epochs, LoRA r 8 on every linear layer at 5e-4, batches of 64
          on compiled decoder layers, every test user, the zero-shot row, and the summariser's throughput: 64 users
          batched against 2 one user (and prompt) at a time.
 
@@ -98,12 +98,14 @@ PRESETS: dict[str, dict] = {
     # The yes/no answer must first take the answer mass from the rest of the vocabulary (the untrained model's top
     # token after the turn change is neither Yes nor No), then learn which items are a user's next: one epoch of
     # 2 prefixes per user at 1e-4 (3,772 examples, 118 steps) stopped at the 1:1 prior on the H200. Hence 6
-    # prefixes per user for 2 epochs (about 350 steps), LoRA on every linear layer at 3e-4, and batches of 64 on
-    # compiled layers for throughput (DELRec's gpu preset).
+    # prefixes per user for 2 epochs (about 350 steps), LoRA on every linear layer at 5e-4, and batches of 64 on
+    # compiled layers for throughput (DELRec's gpu preset); on the CPU 80 steps at 3e-4 of batch 16 did not learn
+    # even a signal written in the candidate text (bench/RESULTS.md), and 1e-3 at batch 8 swung between constant
+    # answers.
     "gpu": dict(
         summary_mode="all", block_size=5, max_blocks=5, item_text_tokens=32, summary_max_new_tokens=96,
         summary_batch_size=1024, recent_items=5, train_rows_per_user=6, train_max_rows=0, num_train_epochs=2.0,
-        learning_rate=3e-4, per_device_train_batch_size=64, gradient_accumulation_steps=1,
+        learning_rate=5e-4, per_device_train_batch_size=64, gradient_accumulation_steps=1,
         lora_target_modules="all-linear", lora_top_layers=0, eval_users=0, eval_batch_size=64, teacher_epochs=200,
         zero_shot=True, compile_layers=True, summary_throughput_users=64,
     ),
