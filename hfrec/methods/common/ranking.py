@@ -290,6 +290,6 @@ class RankingTable:
         return text
 
 
-__all__ = ["GenerateThenMatchScorer", "LENGTH_NORMALIZE_GRID", "LLMRecommender", "LikelihoodScorer", "RECOMMENDER_INFO_NAME",
-           "RECALL_MRR_COLUMNS", "RankingTable", "rank_saved_runs", "TABLE_COLUMNS", "choose_length_normalization", "format_rows", "hit_rate_interval",
-           "read_recommender_info", "write_recommender_info"]
+__all__ = ["GenerateThenMatchScorer", "LENGTH_NORMALIZE_GRID", "LLMRecommender", "LikelihoodScorer",
+           "RECALL_MRR_COLUMNS", "RECOMMENDER_INFO_NAME", "RankingTable", "TABLE_COLUMNS", "choose_length_normalization",
+           "format_rows", "hit_rate_interval", "rank_saved_runs", "read_recommender_info", "write_recommender_info"]
