@@ -33,9 +33,10 @@ Presets (fields left unset take the preset's value; any flag overrides):
          the latest training prefix and one top-n item per user (capped at 96 examples), one epoch, LoRA on q/v of
          the top 10 layers (the backward pass stops there), 60 test users for sequential ranking and 20 for
          top-n, no generative ranking, no zero-shot row.
-``gpu``  the full protocol: every variant (the ablation), 10 history items, 8 training prefixes and 4 top-n items
-         per user, two epochs, LoRA on every linear layer, batch 64, compiled decoder layers, every test user,
-         generative ranking with 20 beams, the zero-shot row.
+``gpu``  the full protocol: every variant (the ablation), 10 history items, 4 training prefixes and 2 top-n items
+         per user, one epoch, LoRA on every linear layer, batch 64, every test user, generative ranking with 10
+         beams, the zero-shot row. Decoder layers run eagerly: compiled, the first 60 training steps on an H200
+         ran 3.4x slower (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -89,11 +90,11 @@ PRESETS: dict[str, dict] = {
                 per_device_train_batch_size=8, eval_users=60, topn_users=20, generative_users=0, num_beams=10,
                 eval_batch_size=8, lora_target_modules="q_proj,v_proj", lora_top_layers=10, compile_layers=False,
                 zero_shot=False, teacher_epochs=20, explanation_users=20),
-    "gpu": dict(variants="personalized,global,none", max_history=10, sequential_rows_per_user=8, topn_per_user=4,
-                max_train_examples=None, explanation_max=None, epochs=2.0, learning_rate=3e-4,
+    "gpu": dict(variants="personalized,global,none", max_history=10, sequential_rows_per_user=4, topn_per_user=2,
+                max_train_examples=None, explanation_max=None, epochs=1.0, learning_rate=3e-4,
                 prompt_learning_rate=1e-3, per_device_train_batch_size=64, eval_users=None, topn_users=None,
-                generative_users=None, num_beams=20, eval_batch_size=32, lora_target_modules="all-linear",
-                lora_top_layers=0, compile_layers=True, zero_shot=True, teacher_epochs=200,
+                generative_users=None, num_beams=10, eval_batch_size=32, lora_target_modules="all-linear",
+                lora_top_layers=0, compile_layers=False, zero_shot=True, teacher_epochs=200,
                 explanation_users=None),
 }
 
