@@ -142,6 +142,16 @@ class ItemCatalog:
         return text
 
 
+def check_placeholder_token(tokenizer, token: str, what: str, built_by: str) -> int:
+    """The id of a soft-prompt placeholder ``token``; a ValueError when the tokenizer does not know it (a tokenizer
+    other than the one the model's ``from_backbone`` returned)."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        raise ValueError(f"The tokenizer does not know the {what} token {token!r}: use the tokenizer returned by "
+                         f"{built_by}.from_backbone / saved with the model")
+    return token_id
+
+
 def encode_chat(tokenizer, system: str, user: str, use_chat_template: bool = True) -> list[int]:
     """Token ids of a system + user turn followed by the assistant's generation prompt (chat template when the
     tokenizer has one), else ``system\\nuser\\nAnswer: `` as plain text."""
@@ -189,6 +199,7 @@ __all__ = [
     "DOMAIN_WORDS",
     "ItemCatalog",
     "check_domain",
+    "check_placeholder_token",
     "completion_example",
     "encode_chat",
     "sample_negatives",

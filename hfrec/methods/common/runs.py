@@ -4,8 +4,11 @@ rebuilds prompts that show them)."""
 
 from __future__ import annotations
 
+import logging
 import os
+import shlex
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +41,18 @@ def copy_teacher(teacher_dir: Path, out: Path, name: str = "teacher") -> Path:
     return target
 
 
+
+
+def start_run(args, argv: list[str] | None, launcher: str) -> tuple[Path, str]:
+    """What every method's ``main`` does first, once its flags are parsed and its preset applied: logging, the seed
+    and the run folder. Returns the folder and the command recorded with the results (``python <launcher> ...``)."""
+    from transformers import set_seed
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    set_seed(args.seed)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return out, f"python {launcher} {shlex.join(argv if argv is not None else sys.argv[1:])}"
 
 
 @dataclass
@@ -78,4 +93,4 @@ class MethodScriptArguments:
                                         "table, on the same users and candidate lists."})
 
 
-__all__ = ["MethodScriptArguments", "TEACHER_IGNORE", "copy_teacher", "save_into"]
+__all__ = ["MethodScriptArguments", "TEACHER_IGNORE", "copy_teacher", "save_into", "start_run"]

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..common.prompts import (DOMAIN_WORDS, ItemCatalog, check_domain, completion_example, encode_chat,
-                              text_completion_ids)
+from ..common.prompts import (DOMAIN_WORDS, ItemCatalog, check_domain, check_placeholder_token, completion_example,
+                              encode_chat, text_completion_ids)
 
 SYSTEM_TEMPLATE = "You are a {who} recommender. Answer with one title from the candidates, and nothing else."
 
@@ -81,12 +81,7 @@ class DELRecPrompter:
     def __post_init__(self):
         check_domain(self.domain)
         if self.num_virtual_tokens > 0:
-            tid = self.tokenizer.convert_tokens_to_ids(self.soft_prompt_token)
-            if tid is None or tid == self.tokenizer.unk_token_id:
-                raise ValueError(
-                    f"The tokenizer does not know the soft-prompt token {self.soft_prompt_token!r}: use the tokenizer "
-                    "returned by DELRecForCausalLM.from_backbone / saved with the model"
-                )
+            check_placeholder_token(self.tokenizer, self.soft_prompt_token, "soft-prompt", "DELRecForCausalLM")
 
     # ------------------------------------------------------------------ text
     @property

@@ -34,15 +34,13 @@ import dataclasses
 import json
 import logging
 import os
-import shlex
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import HfArgumentParser, set_seed
+from transformers import HfArgumentParser
 from transformers.trainer_utils import get_last_checkpoint
 
 from ...data import load_benchmark
@@ -54,7 +52,7 @@ from ..common.data import select_training_rows
 from ..common.prompts import ItemCatalog
 from ..common.ranking import (GenerateThenMatchScorer, LikelihoodScorer, RankingTable, choose_length_normalization,
                               rank_saved_runs, write_recommender_info)
-from ..common.runs import MethodScriptArguments, copy_teacher, save_into
+from ..common.runs import MethodScriptArguments, copy_teacher, save_into, start_run
 from ..common.sft import decompile_decoder_layers
 from ..common.teachers import load_or_train_teacher, teacher_display_name
 from .config import DELRecDistillConfig, DELRecSFTConfig
@@ -315,12 +313,7 @@ def rank_llm_row(table, label, model_type, model, tok, prompter, teacher, args, 
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     (args,) = make_parser().parse_args_into_dataclasses(args=argv)
-    args.apply_preset()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    set_seed(args.seed)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    command = "python trainers/sft_delrec.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    out, command = start_run(args.apply_preset(), argv, "trainers/sft_delrec.py")
     timings: dict[str, float] = {}
     t_start = time.time()
 

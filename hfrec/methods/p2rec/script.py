@@ -42,9 +42,7 @@ import argparse
 import json
 import logging
 import os
-import shlex
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,7 +64,7 @@ from ..common.backbones import resolve_dtype
 from ..common.prompts import ItemCatalog
 from ..common.ranking import RankingTable, write_recommender_info
 from ..common.teachers import load_or_train_teacher, teacher_display_name
-from ..common.runs import MethodScriptArguments, save_into
+from ..common.runs import MethodScriptArguments, save_into, start_run
 from .categories import teacher_item_categories
 from .config import PreferenceParserSFTConfig
 from .data import SFTLevel, build_parser_examples, uncapped_cost
@@ -578,13 +576,8 @@ def save_recommender_info(out: Path, args, ds) -> None:
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     (args,) = make_parser().parse_args_into_dataclasses(args=argv)
-    args.apply_preset()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    set_seed(args.seed)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out, command = start_run(args.apply_preset(), argv, "trainers/sft_p2rec.py")
     check_settings(out, args)
-    command = "python trainers/sft_p2rec.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     timings: dict[str, float] = {}
     t_start = time.time()
 

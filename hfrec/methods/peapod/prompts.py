@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..common.prompts import DOMAIN_WORDS, ItemCatalog, check_domain, encode_chat, text_completion_ids
+from ..common.prompts import (DOMAIN_WORDS, ItemCatalog, check_domain, check_placeholder_token, encode_chat,
+                              text_completion_ids)
 
 TASK_SEQUENTIAL, TASK_TOPN, TASK_EXPLANATION = 0, 1, 2  # the model's task-prompt rows (TASKS order)
 
@@ -59,10 +60,7 @@ class PeaPODPrompter:
         if self.item_identifier not in ("title", "id"):
             raise ValueError(f"item_identifier must be 'title' or 'id', got {self.item_identifier!r}")
         if self.num_virtual_tokens > 0:
-            tid = self.tokenizer.convert_tokens_to_ids(self.prompt_token)
-            if tid is None or tid == self.tokenizer.unk_token_id:
-                raise ValueError(f"The tokenizer does not know the placeholder token {self.prompt_token!r}: use the "
-                                 "tokenizer returned by PersonalizedPromptLM.from_backbone / saved with the model")
+            check_placeholder_token(self.tokenizer, self.prompt_token, "placeholder", "PersonalizedPromptLM")
 
     @property
     def words(self) -> dict[str, str]:

@@ -45,15 +45,13 @@ import argparse
 import json
 import logging
 import os
-import shlex
-import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import HfArgumentParser, set_seed
+from transformers import HfArgumentParser
 
 from ...data import load_benchmark, load_reviews
 from ...evaluation import evaluate_scorer, popularity_scorer, sr_model_scorer
@@ -64,7 +62,7 @@ from ..common.backbones import resolve_dtype
 from ..common.generation import ItemTrie, generate_items, generate_token_ids
 from ..common.prompts import ItemCatalog
 from ..common.ranking import LikelihoodScorer, RankingTable, rank_saved_runs, write_recommender_info
-from ..common.runs import MethodScriptArguments, copy_teacher, save_into
+from ..common.runs import MethodScriptArguments, copy_teacher, save_into, start_run
 from ..common.sft import decompile_decoder_layers
 from ..common.teachers import load_or_train_teacher, teacher_display_name
 from .config import PeaPODSFTConfig
@@ -192,9 +190,10 @@ def train_variant(args, variant: str, model, tok, prompter, ds, reviews, out: Pa
     """LoRA + prompt modules on the three tasks; returns the model with LoRA merged in."""
     examples, counts = build_training_examples(ds["train"], prompter, reviews, args.sequential_rows_per_user,
                                                args.topn_per_user, args.explanation_max, seed=args.seed)
-    if args.max_train_examples is not None:
+    built = len(examples)
+    if args.max_train_examples is not None:  # the tasks are shuffled together: the cap keeps their mix
         examples = examples[: args.max_train_examples]
-    logger.info("%s: %d training examples (%s; mean %.0f tokens)", variant, len(examples), counts,
+    logger.info("%s: %d training examples of %d built (%s; mean %.0f tokens)", variant, len(examples), built, counts,
                 sum(len(e["input_ids"]) for e in examples) / max(len(examples), 1))
     t0 = time.time()
     config = PeaPODSFTConfig(
@@ -322,12 +321,7 @@ def reload_difference(folder: Path, model, tok, prompter, args, variant: str, ro
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     (args,) = make_parser().parse_args_into_dataclasses(args=argv)
-    args.apply_preset()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    set_seed(args.seed)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    command = "python trainers/sft_peapod.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    out, command = start_run(args.apply_preset(), argv, "trainers/sft_peapod.py")
     timings: dict[str, float] = {}
     t_start = time.time()
 

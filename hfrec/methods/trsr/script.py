@@ -28,10 +28,10 @@ Presets (fields left unset take the preset's value; any flag overrides); weights
 
 ``cpu``  sized for a 2-core AVX2-only CPU, offline, SmolLM2-135M-Instruct: both summary modes (hierarchical and
          recurrent) over the last 2 blocks of 5 items, 32-token summaries, item texts of 20 tokens, 3 recent items,
-         24 training rows (48 examples) per mode, LoRA on q/k/v/o of the top 10 layers (the backward pass stops
-         there), the first 32 test users, no zero-shot row. Its cost is about 4 summaries per user (2 blocks, the
-         merge, 1 recurrent update; the recurrent first step is the cached block summary) for the 56 users, about
-         650 scored tokens per ranked user and row, and 96 short training examples.
+         16 training rows (32 examples) per mode, LoRA on q/k/v/o of the top 10 layers (the backward pass stops
+         there), the first 24 test users, no zero-shot row. Its cost is about 4 summaries per user (2 blocks, the
+         merge, 1 recurrent update; the recurrent first step is the cached block summary) for the 40 users, about
+         650 scored tokens per ranked user and row, and 64 short training examples.
 ``gpu``  the full protocol: hierarchical, recurrent and no summary, 5 blocks of 5 items (the paper), 96-token
          summaries generated 1024 prompts at a time, 5 recent items, the 6 most recent training prefixes of every
          user (1 positive : 1 negative each) for 2 epochs, LoRA r 8 on every linear layer at 5e-4, batches of 64
@@ -50,8 +50,6 @@ import dataclasses
 import json
 import logging
 import os
-import shlex
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -59,7 +57,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import AutoTokenizer, HfArgumentParser, set_seed
+from transformers import AutoTokenizer, HfArgumentParser
 from transformers.trainer_utils import get_last_checkpoint
 
 from ...data import load_benchmark
@@ -69,7 +67,7 @@ from ..common.backbones import load_backbone, resolve_backbone, resolve_dtype
 from ..common.data import select_training_rows
 from ..common.prompts import ItemCatalog
 from ..common.ranking import RECALL_MRR_COLUMNS, RankingTable, rank_saved_runs, write_recommender_info
-from ..common.runs import MethodScriptArguments, copy_teacher, save_into
+from ..common.runs import MethodScriptArguments, copy_teacher, save_into, start_run
 from ..common.sft import decompile_decoder_layers
 from ..common.teachers import load_or_train_teacher, teacher_display_name
 from .config import SummaryMode, TRSRSFTConfig, TRSRSummaryConfig
@@ -90,9 +88,9 @@ LABELS = {SummaryMode.HIERARCHICAL: "LLM-TRSR (hierarchical summary)",
 PRESETS: dict[str, dict] = {
     "cpu": dict(
         summary_mode="hierarchical,recurrent", block_size=5, max_blocks=2, item_text_tokens=20,
-        summary_max_new_tokens=32, summary_batch_size=16, recent_items=3, train_rows_per_user=1, train_max_rows=24,
+        summary_max_new_tokens=32, summary_batch_size=16, recent_items=3, train_rows_per_user=1, train_max_rows=16,
         num_train_epochs=1.0, learning_rate=1e-3, per_device_train_batch_size=8, gradient_accumulation_steps=1,
-        lora_target_modules="q_proj,k_proj,v_proj,o_proj", lora_top_layers=10, eval_users=32, eval_batch_size=8,
+        lora_target_modules="q_proj,k_proj,v_proj,o_proj", lora_top_layers=10, eval_users=24, eval_batch_size=8,
         teacher_epochs=20, zero_shot=False, compile_layers=False, summary_throughput_users=0,
     ),
     # The yes/no answer must first take the answer mass from the rest of the vocabulary (the untrained model's top
@@ -207,15 +205,6 @@ def timed(timings: dict, key: str):
     start = time.perf_counter()
     yield
     timings[key] = round(time.perf_counter() - start, 1)
-
-
-def start_run(args, argv) -> tuple[Path, str]:
-    """Logging, the seed and the run folder; returns the folder and the command recorded with the results."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    set_seed(args.seed)
-    shown = argv if argv is not None else sys.argv[1:]
-    return Path(args.output_dir), f"python trainers/sft_trsr.py {shlex.join(shown)}"
 
 
 def new_backbone(args):
@@ -353,7 +342,7 @@ def rank(table: RankingTable, label: str, model_type: str, scorer: YesNoScorer, 
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
     (args,) = make_parser().parse_args_into_dataclasses(args=argv)
-    out, command = start_run(args.apply_preset(), argv)
+    out, command = start_run(args.apply_preset(), argv, "trainers/sft_trsr.py")
     started, timings = time.perf_counter(), {}
     with timed(timings, "teacher_s"):
         teacher, teacher_dir = load_or_train_teacher(
