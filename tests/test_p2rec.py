@@ -26,7 +26,8 @@ from hfrec.methods.p2rec.data import (DistributionCollator, SFTLevel, build_pars
 from hfrec.methods.p2rec.embeddings import (item_embedding_table, load_enhanced_embeddings, pooled_states, read_table,
                                              resolve_embedding_mode, shared_prefix_length, spread)
 from hfrec.methods.p2rec.prompts import PreferencePrompter
-from hfrec.methods.p2rec.script import load_parser, main as p2rec_main, make_parser, train_sr_job
+from hfrec.methods.p2rec.script import load_parser, main as p2rec_main, make_parser
+from hfrec.methods.p2rec.sr_models import train_sr_job
 from hfrec.methods.p2rec.trainer import PreferenceParserTrainer
 from hfrec.models import SR_MODELS
 from hfrec.models.p2rec import P2RecConfig, PreferenceParserLM
@@ -441,7 +442,7 @@ def test_script_trains_saves_and_a_rerun_reproduces_the_metrics(tiny_setup, monk
     assert len(recommend({"history": [3, 4, 5]}, top_k=3)) == 3
     # a rerun reloads everything and re-ranks: the same metrics, nothing trained
     monkeypatch.setattr(PreferenceParserTrainer, "train", lambda *a, **k: pytest.fail("retrained the parser"))
-    monkeypatch.setattr("hfrec.methods.p2rec.script.SRTrainer.train", lambda *a, **k: pytest.fail("retrained SR"))
+    monkeypatch.setattr("hfrec.trainers.sr_trainer.SRTrainer.train", lambda *a, **k: pytest.fail("retrained SR"))
     again = p2rec_main(argv)
     for record in records:
         label = record["method"] + (", full ranking" if record["protocol"] == "full" else "")

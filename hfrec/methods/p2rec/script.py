@@ -50,15 +50,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import AutoModel, HfArgumentParser, set_seed
+from transformers import HfArgumentParser
 from transformers.trainer_utils import get_last_checkpoint
 
 from ...data import load_benchmark, training_sequences
 from ...evaluation import evaluate_scorer, popularity_scorer
 from ...models.p2rec import PreferenceParserLM
-from ...trainers.sr_config import SRTrainingConfig
-from ...trainers.sr_trainer import SRTrainer, evaluate_sr_model
-from ...trainers.train_sr import SRScriptArguments, build_model
+from ...trainers.sr_trainer import evaluate_sr_model
 from ...utils import atomic_write_json, run_script
 from ..common.backbones import resolve_dtype
 from ..common.prompts import ItemCatalog
@@ -68,7 +66,8 @@ from ..common.runs import MethodScriptArguments, save_into, start_run
 from .categories import teacher_item_categories
 from .config import PreferenceParserSFTConfig
 from .data import SFTLevel, build_parser_examples, uncapped_cost
-from .embeddings import EMBEDDING_MODES, EMBEDDING_SCALES, item_embedding_table, load_enhanced_embeddings
+from .embeddings import EMBEDDING_MODES, EMBEDDING_SCALES, item_embedding_table
+from .sr_models import is_saved_model, load_sr_model, sr_folders, train_sr_job, train_sr_jobs_in_processes
 from .prompts import PROMPT_VERSION, PreferencePrompter
 from .trainer import PreferenceParserTrainer
 
@@ -239,20 +238,6 @@ def check_settings(out: Path, args: P2RecScriptArguments) -> None:
         atomic_write_json(path, settings)
 
 
-def sr_folders(out: Path, seeds: list[int], sr_model: str | None = None,
-               sr_model_types: list[str] | None = None) -> list[tuple[int, Path, Path]]:
-    """(seed, scratch folder, enhanced folder) per seed: the first SR model's first-seed enhanced model is ``out``
-    itself; further SR models of ``--sr_model`` have the same layout under ``out/<model>``."""
-    if sr_model is not None and sr_model_types and sr_model != sr_model_types[0]:
-        out = out / sr_model
-    return [(s, (out if i == 0 else out / f"seed-{s}") / "scratch", out if i == 0 else out / f"seed-{s}")
-            for i, s in enumerate(seeds)]
-
-
-def is_saved_model(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
-
-
 def parser_prompter(args, tokenizer, ds) -> PreferencePrompter:
     fields = [f.strip() for f in args.item_fields.split(",") if f.strip()] if args.item_fields else None
     return PreferencePrompter(tokenizer, ItemCatalog.from_items(ds.item_table), domain=args.domain or ds.domain,
@@ -285,14 +270,7 @@ def parser_examples(args, ds, teacher, categories: np.ndarray, tok, level: SFTLe
 def fit_parser(args, model, tok, examples: list[dict], work_dir: Path, **config_overrides):
     """Train ``model`` on ``examples`` with the run's SFT settings; returns ``(trainer, record)``, the record holding
     the tokens trained, steps, losses and the wall time of ``trainer.train()``."""
-    config = dict(
-        output_dir=str(work_dir), num_train_epochs=args.sft_epochs, learning_rate=args.learning_rate,
-        per_device_train_batch_size=args.per_device_train_batch_size, max_steps=args.max_steps,
-        gradient_accumulation_steps=args.gradient_accumulation_steps, seed=args.seed, lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_top_layers=args.lora_top_layers,
-        lora_target_modules=[m.strip() for m in args.lora_target_modules.split(",") if m.strip()],
-        disable_tqdm=args.disable_tqdm, dataloader_pin_memory=torch.cuda.is_available(),
-    )
+    config = args.sft_kwargs(work_dir, args.sft_epochs, args.learning_rate)
     config.update(json.loads(args.sft_args), **config_overrides)
     trainer = PreferenceParserTrainer(model=model, args=PreferenceParserSFTConfig(**config),
                                       train_dataset=Dataset.from_list(examples), processing_class=tok)
@@ -389,36 +367,6 @@ def enhanced_item_table(args, ds, teacher, out: Path, timings: dict) -> np.ndarr
     return table
 
 
-def train_sr_model(args, ds, sr_model: str, seed: int, folder: Path, work: Path, table: np.ndarray | None = None):
-    """The SR model ``sr_model`` trained with ``seed`` (with the P2Rec table when given), saved into ``folder``."""
-    set_seed(seed)  # the same initial weights for the scratch and the enhanced model (but the item table)
-    model = build_model(SRScriptArguments(model=sr_model, max_seq_length=args.sr_max_seq_length,
-                                          model_kwargs=args.sr_model_kwargs), ds.num_items)
-    loaded = {}
-    if table is not None:
-        model, loaded = load_enhanced_embeddings(model, table, args.embedding_mode, args.embedding_scale)
-    config = {"output_dir": str(work), "num_train_epochs": args.sr_epochs, "seed": seed,
-              "per_device_eval_batch_size": args.eval_batch_size, "disable_tqdm": args.disable_tqdm,
-              **json.loads(args.sr_args)}
-    trainer = SRTrainer(model=model, args=SRTrainingConfig(**config), train_dataset=ds["train"],
-                        eval_dataset=ds["validation"])
-    trainer.train()
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if trainer.is_world_process_zero():
-        save_into(folder, model.save_pretrained)
-        atomic_write_json(folder / "p2rec_sr_training.json", {
-            "seed": seed, "epochs": trainer.state.epoch, "item_table": loaded or None,
-            "best_validation": {trainer.args.metric_for_best_model: trainer.state.best_metric}})
-        shutil.rmtree(work, ignore_errors=True)  # checkpoints: the model is saved
-    trainer.accelerator.wait_for_everyone()
-    return model.eval()
-
-
-def load_sr_model(folder: Path):
-    model = AutoModel.from_pretrained(str(folder))
-    return (model.cuda() if torch.cuda.is_available() else model).eval()
-
-
 def sr_models(args, ds, teacher, out: Path, timings: dict) -> dict[str, list[tuple[int, object, object]]]:
     """SR model type -> (seed, scratch model, enhanced model) per seed, trained now or loaded from the folder; every
     enhanced model takes the same item table."""
@@ -441,39 +389,6 @@ def sr_models(args, ds, teacher, out: Path, timings: dict) -> dict[str, list[tup
     shutil.rmtree(out / "sr_training", ignore_errors=True)
     return {sr_model: [(seed, load_sr_model(scratch_dir), load_sr_model(enhanced_dir))
                        for seed, scratch_dir, enhanced_dir in per_seed] for sr_model, per_seed in folders.items()}
-
-
-def train_sr_job(args, ds, sr_model: str, seed: int, folder: Path, table, out: Path) -> dict:
-    """One SR model trained and saved into ``folder``; returns its timing entry."""
-    t0 = time.time()
-    kind = "scratch" if table is None else "p2rec"
-    train_sr_model(args, ds, sr_model, seed, folder, out / "sr_training" / f"{sr_model}-{kind}-{seed}", table)
-    return {f"sr_{sr_model}_{kind}_{seed}_s": round(time.time() - t0, 1)}
-
-
-def _sr_worker(args, job, table, out: Path, threads: int) -> dict:
-    """A worker process's job: its own copy of the benchmark (from the Arrow cache) and one SR model."""
-    torch.set_num_threads(threads)  # the workers share the machine's cores
-    ds = load_benchmark(args.dataset, data_dir=args.data_dir, num_candidates=args.num_candidates,
-                        seed=args.split_seed, max_history=args.sr_max_seq_length)
-    sr_model, seed, folder, with_table = job
-    return train_sr_job(args, ds, sr_model, seed, folder, table if with_table else None, out)
-
-
-def train_sr_jobs_in_processes(args, jobs: list, table, out: Path) -> dict:
-    """``jobs`` trained ``--sr_workers`` at a time in spawned processes (CUDA cannot be forked); the models land in
-    their folders as in-process training would leave them. A failed job raises here with its own error."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    workers = min(args.sr_workers, len(jobs))
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    logger.info("training %d SR models, %d at a time in worker processes", len(jobs), workers)
-    timings: dict = {}
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for result in [pool.submit(_sr_worker, args, job, table, out, threads) for job in jobs]:
-            timings.update(result.result())
-    return timings
 
 
 def mark_full_ranking(table: RankingTable, method: str) -> None:
