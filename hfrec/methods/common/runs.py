@@ -88,6 +88,22 @@ class MethodScriptArguments:
     resume_from_checkpoint: bool = field(default=False, metadata={"help": "Resume training from the last checkpoint."})
     seed: int = field(default=42, metadata={"help": "Training seed."})
     disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
+
+    def sft_kwargs(self, output_dir, num_train_epochs: float, learning_rate: float, **more) -> dict:
+        """The fields of a method's LoRA SFT config that come from these shared flags (batch, steps, seed, LoRA
+        rank / alpha / layers, progress bars, and the subclass's comma-separated ``lora_target_modules`` and
+        ``lora_dropout`` when it has them); ``more`` adds or overrides fields."""
+        kwargs = dict(output_dir=str(output_dir), num_train_epochs=num_train_epochs, learning_rate=learning_rate,
+                      per_device_train_batch_size=self.per_device_train_batch_size, max_steps=self.max_steps,
+                      gradient_accumulation_steps=self.gradient_accumulation_steps or 1, seed=self.seed,
+                      lora_r=self.lora_r, lora_alpha=self.lora_alpha, lora_top_layers=self.lora_top_layers,
+                      disable_tqdm=self.disable_tqdm)
+        targets = getattr(self, "lora_target_modules", None)
+        if targets:
+            kwargs["lora_target_modules"] = [m.strip() for m in targets.split(",") if m.strip()]
+        if getattr(self, "lora_dropout", None) is not None:
+            kwargs["lora_dropout"] = self.lora_dropout
+        return {**kwargs, **more}
     compare_with: list[str] | None = field(
         default=None, metadata={"help": "Run folders of other hfrec methods (e.g. a DELRec run) to rank in the same "
                                         "table, on the same users and candidate lists."})

@@ -231,14 +231,8 @@ def train_stage2(args, model, tok, prompter, teacher, ds, out: Path, timings: di
                                              args.num_candidates, seed=args.seed + 1, topk_scope=args.teacher_topk_scope)
     logger.info("stage 2: %d recommendation examples (mean %.0f tokens)", len(examples),
                 sum(len(e["input_ids"]) for e in examples) / max(len(examples), 1))
-    config = dict(
-        output_dir=str(s2_dir), num_train_epochs=args.stage2_epochs, learning_rate=args.stage2_learning_rate,
-        per_device_train_batch_size=args.per_device_train_batch_size, max_steps=args.max_steps,
-        gradient_accumulation_steps=args.gradient_accumulation_steps, seed=args.seed, lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_top_layers=args.lora_top_layers,
-        disable_tqdm=args.disable_tqdm,
-        lora_target_modules=[m.strip() for m in args.lora_target_modules.split(",") if m.strip()],
-        compile_layers=args.compile_layers,
+    config = args.sft_kwargs(
+        s2_dir, args.stage2_epochs, args.stage2_learning_rate, compile_layers=args.compile_layers,
         train_sampling_strategy="group_by_length" if args.group_by_length else "random",
     )
     config.update(json.loads(args.stage2_args))

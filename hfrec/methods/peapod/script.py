@@ -196,14 +196,10 @@ def train_variant(args, variant: str, model, tok, prompter, ds, reviews, out: Pa
     logger.info("%s: %d training examples of %d built (%s; mean %.0f tokens)", variant, len(examples), built, counts,
                 sum(len(e["input_ids"]) for e in examples) / max(len(examples), 1))
     t0 = time.time()
-    config = PeaPODSFTConfig(
-        output_dir=str(out / "checkpoints"), num_train_epochs=args.epochs, learning_rate=args.learning_rate,
-        prompt_learning_rate=args.prompt_learning_rate, train_prompts=variant != "none",
-        per_device_train_batch_size=args.per_device_train_batch_size, max_steps=args.max_steps,
-        gradient_accumulation_steps=args.gradient_accumulation_steps or 1, seed=args.seed, lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha, lora_top_layers=args.lora_top_layers, disable_tqdm=args.disable_tqdm,
-        lora_target_modules=[m.strip() for m in args.lora_target_modules.split(",") if m.strip()],
-        compile_layers=args.compile_layers and args.backbone_kind == "causal", save_strategy="no")
+    config = PeaPODSFTConfig(**args.sft_kwargs(
+        out / "checkpoints", args.epochs, args.learning_rate, prompt_learning_rate=args.prompt_learning_rate,
+        train_prompts=variant != "none", compile_layers=args.compile_layers and args.backbone_kind == "causal",
+        save_strategy="no"))
     trainer = PeaPODTrainer(model=model, args=config, train_dataset=Dataset.from_list(examples), processing_class=tok)
     result = trainer.train()
     timings[f"train_{variant}_s"] = round(time.time() - t0, 1)

@@ -289,14 +289,8 @@ def train_recommender(args, mode: SummaryMode, folder: Path, out: Path, examples
     if folder == out and int(os.environ.get("RANK", "0")) == 0:
         save_into(out, lambda d: (model.save_pretrained(d), tok.save_pretrained(d)))
     checkpoints = out / "checkpoints" / mode.value
-    config = dict(
-        output_dir=str(checkpoints), num_train_epochs=args.num_train_epochs, learning_rate=args.learning_rate,
-        per_device_train_batch_size=args.per_device_train_batch_size, max_steps=args.max_steps,
-        gradient_accumulation_steps=args.gradient_accumulation_steps, seed=args.seed, lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha, lora_top_layers=args.lora_top_layers, disable_tqdm=args.disable_tqdm,
-        lora_target_modules=[m.strip() for m in args.lora_target_modules.split(",") if m.strip()],
-        compile_layers=args.compile_layers,
-    )
+    config = args.sft_kwargs(checkpoints, args.num_train_epochs, args.learning_rate,
+                             compile_layers=args.compile_layers)
     config.update(json_flag("sft_args", args.sft_args))
     logger.info("%s: %d examples (mean %.0f tokens)", LABELS[mode], len(examples),
                 sum(len(e["input_ids"]) for e in examples) / max(len(examples), 1))
