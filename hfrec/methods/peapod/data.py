@@ -21,6 +21,13 @@ from .prompts import TASK_EXPLANATION, TASK_SEQUENTIAL, TASK_TOPN, PeaPODPrompte
 
 
 @torch.no_grad()
+def history_interests(teacher, histories) -> torch.Tensor:
+    """``(B, d)`` float32 on the CPU: an SR model's representation of each history (the last position of
+    ``encode``: what it scores the next item with). A new user's interest vector, as the table holds them."""
+    ids = left_pad(histories, getattr(teacher.config, "max_seq_length", None)).to(next(teacher.parameters()).device)
+    return teacher.encode(ids, ids != 0)[:, -1].float().cpu()
+
+
 def user_interest_table(teacher, validation_rows, num_users: int, batch_size: int = 256) -> torch.Tensor:
     """``(num_users, d)`` float32: row u = the SR model's representation of user u's training sequence (the history
     of u's validation row). A user with no validation row is an error: the protocol gives every user one."""
@@ -28,15 +35,11 @@ def user_interest_table(teacher, validation_rows, num_users: int, batch_size: in
     if sorted(users) != list(range(num_users)):
         raise ValueError(f"Expected one validation row for each of the {num_users} users, got {len(users)} rows: "
                          "pass ds['validation'] of the same split")
-    length = getattr(teacher.config, "max_seq_length", None)
-    device = next(teacher.parameters()).device
     teacher.eval()
     table = torch.zeros(num_users, teacher.config.hidden_size)
     histories = validation_rows["history"]
     for start in range(0, len(users), batch_size):
-        ids = left_pad(histories[start : start + batch_size], length).to(device)
-        states = teacher.encode(ids, ids != 0)[:, -1]
-        table[users[start : start + batch_size]] = states.float().cpu()
+        table[users[start : start + batch_size]] = history_interests(teacher, histories[start : start + batch_size])
     return table
 
 
@@ -93,5 +96,5 @@ def build_training_examples(train_rows, prompter: PeaPODPrompter, reviews: Mappi
     return examples, {name: len(part) for name, part in parts.items()}
 
 
-__all__ = ["build_training_examples", "explanation_examples", "sequential_examples", "topn_examples",
-           "user_index", "user_interest_table"]
+__all__ = ["build_training_examples", "explanation_examples", "history_interests", "sequential_examples",
+           "topn_examples", "user_index", "user_interest_table"]

@@ -12,16 +12,9 @@ from pathlib import Path
 
 import torch
 
-from ...evaluation import left_pad
 from ..common.ranking import LLMRecommender
+from .data import history_interests
 from .prompts import TASK_SEQUENTIAL, PeaPODPrompter
-
-
-def history_interests(teacher, histories) -> torch.Tensor:
-    """``(B, d)``: the SR teacher's representation of each history (as ``user_interest_table`` computes it)."""
-    ids = left_pad(histories, getattr(teacher.config, "max_seq_length", None)).to(next(teacher.parameters()).device)
-    with torch.no_grad():
-        return teacher.encode(ids, ids != 0)[:, -1].float().cpu()
 
 
 def load_recommender(model, folder: Path, info: dict, dataset=None, data_dir=None) -> LLMRecommender:
@@ -56,4 +49,4 @@ def load_recommender(model, folder: Path, info: dict, dataset=None, data_dir=Non
                           candidate_text=prompter.item_text)
 
 
-__all__ = ["history_interests", "load_recommender"]
+__all__ = ["load_recommender"]
