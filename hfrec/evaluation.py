@@ -8,7 +8,11 @@ of the comparison table is computed the same way.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import logging
+import resource
+import time
 from typing import Callable, Sequence
 
 import torch
@@ -104,13 +108,50 @@ def ranks_of(scorer: Scorer, rows, protocol: str, batch_size: int = 256, progres
     return (ranks, invalid) if return_invalid else ranks
 
 
+def rows_fingerprint(rows, protocol: str) -> str:
+    """A digest of what a ranking was asked: each row's user, target and (for ``candidates``) its stored candidate
+    list, in order. Two evaluations with the same fingerprint ranked the same users on the same lists."""
+    columns = ["user_id", "target"] + (["candidates"] if protocol == "candidates" else [])
+    present = [c for c in columns if c in rows.column_names] if hasattr(rows, "column_names") else columns
+    payload = {"protocol": protocol, **{c: list(rows[c]) for c in present}}
+    return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def peak_memory_mb() -> float:
+    """Peak memory so far: the GPU's allocator peak when CUDA is in use, else this process's peak resident set."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux reports KiB
+
+
+class RankedMetrics(dict):
+    """The metrics of one evaluation (a plain ``dict`` of floats to every reader), carrying what a comparison of
+    rows needs besides them: each row's 0-based target rank (``None`` for a row with invalid scores: a miss at every k, as the metrics
+    count it),
+    the users ranked, the rows' fingerprint (``rows_fingerprint``) and the ranking's wall seconds.
+    ``hfrec.methods.common.ranking.RankingTable.add`` stores these in the ``eval_results.json`` record, so the
+    benchmark table can recompute any metric, pair two rows user by user, and refuse rows ranked on other lists."""
+
+    ranks: list[int]
+    user_ids: list
+    fingerprint: str | None
+    seconds: float
+
+
 def evaluate_scorer(scorer: Scorer, rows, protocol: str, ks=DEFAULT_KS, batch_size: int = 256,
-                    progress: bool = True, desc: str = "ranking") -> dict[str, float]:
-    """HR/NDCG/MRR@`ks` of `scorer` on `rows`; adds `invalid_score_rows` (a count) only when it is not zero."""
+                    progress: bool = True, desc: str = "ranking") -> RankedMetrics:
+    """HR/NDCG/MRR@`ks` of `scorer` on `rows`; adds `invalid_score_rows` (a count) only when it is not zero.
+    The result also carries the per-row ranks and the rows' identity (:class:`RankedMetrics`)."""
+    start = time.perf_counter()
     ranks, invalid = ranks_of(scorer, rows, protocol, batch_size, progress, desc, return_invalid=True)
-    metrics = metrics_from_ranks(ranks, ks, invalid=invalid)
+    metrics = RankedMetrics(metrics_from_ranks(ranks, ks, invalid=invalid))
     if bool(invalid.any()):
         metrics["invalid_score_rows"] = int(invalid.sum())
+    metrics.ranks = [None if bad else int(r) for r, bad in zip(ranks.tolist(), invalid.tolist())]
+    has_users = "user_id" in getattr(rows, "column_names", ())
+    metrics.user_ids = list(rows["user_id"]) if has_users else list(range(len(rows)))
+    metrics.fingerprint = rows_fingerprint(rows, protocol) if hasattr(rows, "column_names") else None
+    metrics.seconds = round(time.perf_counter() - start, 2)
     return metrics
 
 
@@ -155,5 +196,5 @@ def evaluation_record(metrics: dict, *, dataset: str, split: str, protocol: str,
     }
 
 
-__all__ = ["PROTOCOLS", "Scorer", "evaluate_scorer", "evaluation_record", "left_pad", "popularity_scorer",
+__all__ = ["PROTOCOLS", "RankedMetrics", "Scorer", "evaluate_scorer", "peak_memory_mb", "rows_fingerprint", "evaluation_record", "left_pad", "popularity_scorer",
            "process_rank_and_count", "ranks_of", "sr_model_scorer"]

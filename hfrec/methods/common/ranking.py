@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ...evaluation import evaluate_scorer, evaluation_record
+from ...evaluation import evaluate_scorer, evaluation_record, peak_memory_mb
 from ...utils import atomic_write_json, atomic_write_text
 from .generation import generate_then_match
 from .scoring import candidate_log_likelihoods, normalize_by_length
@@ -255,6 +255,15 @@ def format_rows(rows: Sequence[tuple[str, int | None, dict]], columns: Sequence[
     return lines
 
 
+def ranking_fields(metrics) -> dict:
+    """The per-user part of an evaluation (``hfrec.evaluation.RankedMetrics``) as record fields, with the peak memory
+    of the process so far; empty for a plain metrics dict (e.g. a mean over seeds)."""
+    if getattr(metrics, "ranks", None) is None:
+        return {"peak_memory_mb": peak_memory_mb()}
+    return {"user_ids": metrics.user_ids, "ranks": metrics.ranks, "rows_fingerprint": metrics.fingerprint,
+            "eval_s": metrics.seconds, "peak_memory_mb": peak_memory_mb()}
+
+
 @dataclass
 class RankingTable:
     """The rows one run ranks on the same users and candidate lists, and their ``eval_results.json`` records."""
@@ -269,11 +278,15 @@ class RankingTable:
     records: list[dict] = field(default_factory=list)
 
     def add(self, label: str, model_type: str, metrics: dict, num_users: int, **extra) -> dict:
+        """One row. ``metrics`` from ``evaluate_scorer`` also brings its per-user ranks, users, rows' fingerprint and
+        ranking seconds into the record (what ``hfrec benchmark``'s one table pairs and checks); ``extra`` adds
+        fields such as the row's cost (``train_s``, ``train_tokens``: :func:`hfrec.methods.common.sft.training_cost`)."""
         self.rows.append((label, num_users, metrics))
         self.records.append(evaluation_record(
-            metrics, dataset=self.dataset, split=self.split, protocol="candidates", num_candidates=self.num_candidates,
-            seed=self.seed, model_type=model_type, num_users=num_users, command=self.command, method=label,
-            num_processes=int(os.environ.get("WORLD_SIZE", "1")), **extra))
+            dict(metrics), dataset=self.dataset, split=self.split, protocol="candidates",
+            num_candidates=self.num_candidates, seed=self.seed, model_type=model_type, num_users=num_users,
+            command=self.command, method=label, num_processes=int(os.environ.get("WORLD_SIZE", "1")),
+            **ranking_fields(metrics), **extra))
         return metrics
 
     def text(self, header: str) -> str:
@@ -292,4 +305,4 @@ class RankingTable:
 
 __all__ = ["GenerateThenMatchScorer", "LENGTH_NORMALIZE_GRID", "LLMRecommender", "LikelihoodScorer",
            "RECALL_MRR_COLUMNS", "RECOMMENDER_INFO_NAME", "RankingTable", "TABLE_COLUMNS", "choose_length_normalization",
-           "format_rows", "hit_rate_interval", "rank_saved_runs", "read_recommender_info", "write_recommender_info"]
+           "format_rows", "hit_rate_interval", "ranking_fields", "rank_saved_runs", "read_recommender_info", "write_recommender_info"]

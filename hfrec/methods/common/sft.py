@@ -319,6 +319,19 @@ class HfrecSFTTrainer(SFTTrainer):
             compile_decoder_layers(self.model, args.torch_compile_mode, args.compile_layers_backend)
 
 
+def training_cost(trainer, seconds: float | None = None) -> dict:
+    """A trained row's cost for the benchmark table: ``train_s`` (``seconds`` if given, else the trainer's
+    ``train_runtime``) and ``train_tokens``, the tokens TRL counted through the model (its ``num_tokens`` log:
+    padding excluded, every epoch counted)."""
+    history = trainer.state.log_history
+    tokens = max((entry["num_tokens"] for entry in history if "num_tokens" in entry), default=None)
+    if tokens is None:
+        tokens = getattr(trainer, "_total_train_tokens", None)
+    runtime = next((entry["train_runtime"] for entry in reversed(history) if "train_runtime" in entry), None)
+    return {"train_s": round(seconds if seconds is not None else (runtime or 0.0), 1),
+            "train_tokens": int(tokens) if tokens is not None else None}
+
+
 __all__ = [
     "AdapterDType",
     "HFREC_SFT_DEFAULTS",
@@ -329,5 +342,6 @@ __all__ = [
     "cast_adapters_to_model_dtype",
     "compile_decoder_layers",
     "decompile_decoder_layers",
+    "training_cost",
     "unwrap_to",
 ]
