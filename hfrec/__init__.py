@@ -66,6 +66,10 @@ def __getattr__(name):
     raise AttributeError(f"module 'hfrec' has no attribute {name!r}")
 
 
+def __dir__():  # the lazily exported names too, so notebooks and IDEs complete them
+    return sorted({*globals(), *__all__})
+
+
 __all__ = [
     "BENCHMARKS", "SR_MODELS", "CaserConfig", "CaserModel", "DELRecConfig", "DELRecForCausalLM", "DELRecModel",
     "GRU4RecConfig", "GRU4RecModel", "P2RecConfig", "PeaPODConfig", "PersonalizedPromptLM", "PreferenceParserLM",

@@ -21,6 +21,7 @@ its ``eval_results.json``); pass ``dataset=`` / ``data_dir=`` to override.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,12 @@ from .methods.common.prompts import ItemCatalog
 from .methods.common.ranking import read_recommender_info
 
 TASK = "next-item-recommendation"
+
+logger = logging.getLogger(__name__)
+
+
+def _is_item(value) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
 
 
 def model_folder(model) -> Path:
@@ -102,8 +109,10 @@ def sr_recommender(model, folder: Path, info: dict, dataset=None, data_dir=None)
 class NextItemRecommendationPipeline(Pipeline):
     """``pipeline("next-item-recommendation", model=DIR_OR_REPO)``: ranked next items for a history.
 
-    Call with ``{"history": [...], "candidates": [...]}`` (or a list of such dicts, or a bare history list);
-    ``top_k`` (default 10) answers per history. Histories and candidates are item ids or exact titles.
+    Call with ``{"history": [...], "candidates": [...]}``, or a bare history (a list of item ids or titles: one
+    history, as a text pipeline takes a string as one input); a list of such dicts or of such lists is a batch.
+    ``top_k`` (default 10) answers per history. Histories and candidates are item ids or exact titles; a candidate
+    given twice is ranked once.
     """
 
     _load_tokenizer = False
@@ -126,7 +135,15 @@ class NextItemRecommendationPipeline(Pipeline):
             method_for_model_type(self.model.config.model_type)
         self.recommender = spec.load_recommender()(self.model, folder, info, dataset=dataset, data_dir=data_dir)
 
+    def __call__(self, inputs, **kwargs):
+        # a flat list of items is one history, not a batch of one-item histories (or of a title's characters)
+        if isinstance(inputs, (list, tuple)) and inputs and all(_is_item(x) for x in inputs):
+            inputs = {"history": list(inputs)}
+        return super().__call__(inputs, **kwargs)
+
     def _sanitize_parameters(self, top_k=None, **kwargs):
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be a positive whole number of answers, got {top_k!r}")
         return {}, {}, ({"top_k": top_k} if top_k is not None else {})
 
     def _item_ids(self, items, what: str) -> list[int]:
@@ -147,6 +164,9 @@ class NextItemRecommendationPipeline(Pipeline):
     def preprocess(self, inputs):
         if not isinstance(inputs, dict):
             inputs = {"history": inputs}
+        if isinstance(inputs["history"] if "history" in inputs else None, str):
+            raise ValueError("'history' is one string; give a list of item ids or titles, oldest first "
+                             f"(e.g. [{inputs['history']!r}])")
         if "history" not in inputs:
             raise ValueError(f"Each input needs a 'history' (item ids or titles, oldest first); got keys {list(inputs)}")
         history = self._item_ids(inputs["history"], "history item")
@@ -157,6 +177,11 @@ class NextItemRecommendationPipeline(Pipeline):
             candidates = self._item_ids(candidates, "candidate")
             if not candidates:
                 raise ValueError("Empty candidate list: give candidates or leave the key out")
+            unique = list(dict.fromkeys(candidates))
+            if len(unique) < len(candidates):  # one item, one score: a repeated candidate would be answered twice
+                logger.warning("%d repeated candidate(s) ranked once: %s", len(candidates) - len(unique),
+                               sorted({c for c in candidates if candidates.count(c) > 1}))
+                candidates = unique
         elif not self.recommender.can_rank_catalogue:  # an LLM reranks what its SR teacher retrieves
             candidates = self.recommender.default_candidates([history])[0]
         return {"history": history, "candidates": candidates}

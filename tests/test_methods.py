@@ -126,6 +126,30 @@ def test_pipeline_on_an_sr_model_ranks_the_catalogue(tiny_setup):
         recommend({"history": ["Nope"]})
 
 
+def test_pipeline_input_shapes_and_bad_arguments(tiny_setup, caplog):
+    recommend = pipeline("next-item-recommendation", model=str(tiny_setup["teacher"]))
+    titles = [recommend.recommender.catalog.titles[i] for i in (3, 4, 5)]
+    one = recommend({"history": [3, 4, 5]}, top_k=4)
+    assert recommend(titles, top_k=4) == one  # a flat list of titles is one history, as a text pipeline's string
+    assert recommend([3, 4, 5], top_k=4) == one
+    assert recommend([[3, 4, 5], {"history": titles}], top_k=4) == [one, one]  # lists of histories: a batch
+    for bad in (-3, 0, 2.5, True):
+        with pytest.raises(ValueError, match="top_k must be a positive"):
+            recommend([3, 4], top_k=bad)
+    with pytest.raises(ValueError, match="one string"):
+        recommend({"history": titles[0]})
+    with caplog.at_level("WARNING", logger="hfrec.pipelines"):
+        ranked = recommend({"history": [3, 4], "candidates": [7, 7, 8]}, top_k=5)
+    assert sorted(r["item_id"] for r in ranked) == [7, 8] and "repeated candidate" in caplog.text
+
+
+def test_dir_lists_the_lazy_exports():
+    import hfrec
+
+    assert {"TRSRSummarizer", "NextItemRecommendationPipeline", "get_method"} <= set(dir(hfrec))
+    assert set(hfrec.__all__) <= set(dir(hfrec))
+
+
 def test_cli_recommend_and_one_line_errors(tiny_setup, tmp_path, capsys):
     assert cli_main(["recommend", str(tiny_setup["teacher"]), "--history", "3", "4", "--top-k", "2", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 2
