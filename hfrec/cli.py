@@ -104,7 +104,7 @@ def _benchmark(args) -> int:
     from .benchmark import run_benchmark
 
     run_benchmark(output_dir=args.output_dir, dataset=args.dataset, seed=args.seed, preset=args.preset,
-                  methods=args.methods)
+                  methods=args.methods, data_dir=args.data_dir, eval_users=args.eval_users)
     return 0
 
 
@@ -168,11 +168,16 @@ def make_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("benchmark", help="the main job: train and compare every model on one table",
                                 epilog=_example("benchmark"), formatter_class=_formatter)
     bench.add_argument("--output-dir", default="runs/benchmark", help="where models and the table go")
-    bench.add_argument("--dataset", default="ml-100k")
-    bench.add_argument("--seed", type=int, default=42)
-    bench.add_argument("--preset", choices=("cpu", "gpu"), default="cpu", help="size of the LLM stages")
+    bench.add_argument("--dataset", default="ml-100k", help="benchmark name, e.g. ml-100k, ml-1m, or atomic")
+    bench.add_argument("--data-dir", default=None, help="folder of RecBole atomic files (default: fetch)")
+    bench.add_argument("--seed", type=int, default=42, help="seed of the candidate lists and of every training")
+    bench.add_argument("--preset", choices=("cpu", "gpu"), default="cpu",
+                       help="cpu: the first 100 test users in every row, each method's CPU preset; gpu: every test "
+                            "user, each method's full protocol")
+    bench.add_argument("--eval-users", type=int, default=None,
+                       help="rank the first N test users in every row instead of the preset's (0: every test user)")
     bench.add_argument("--methods", default=None,
-                       help="comma-separated subset of rows to run (default: all that the preset supports)")
+                       help="comma-separated subset of rows: popularity and registered methods (default: all of them)")
     bench.set_defaults(func=_benchmark)
 
     rec = commands.add_parser("recommend", help="ranked next items for a history, from a trained folder or Hub id",
