@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import T5Config, T5ForConditionalGeneration
 
 import hfrec  # noqa: F401  registers the models and the pipeline task
@@ -149,6 +150,45 @@ def test_cold_start_and_new_users_get_a_prompt_and_bad_input_is_named(kind):
         PersonalizedPromptLM.from_backbone(tiny_lm(), tiny_tokenizer())
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_released_form_attends_over_the_neighbours_projected_vectors(kind):
+    """prompt_values="similar_users" follows the released code's append_prompt: Q from the user's vector, K and V
+    from its most similar users' vectors, heads split, softmax, the attended vector projected to the prompt."""
+    interests = torch.randn(6, 8, generator=torch.Generator().manual_seed(3))
+    model, _ = build(kind, interests, prompt_values="similar_users", num_similar_users=3)
+    inner, pool = model.model, model.model.prompt_pool
+    length, heads = model.config.component_length, model.config.num_prompt_heads
+    got = model.compose_prompts(torch.tensor([1, 4]))[:, :length]
+    for row, user in enumerate((1, 4)):
+        group = inner.similar_users[user]
+        assert user not in group.tolist() and len(group) == 3  # never oneself
+        table = inner.user_interests
+        with torch.no_grad():
+            q = pool.query(table[user]).view(heads, 1, -1)
+            k = pool.key_layer(table[group]).view(3, heads, -1).transpose(0, 1)
+            v = pool.value_layer(table[group]).view(3, heads, -1).transpose(0, 1)
+            att = (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).softmax(-1)
+            want = pool.projector((att @ v).reshape(-1)).view(length, -1)
+        assert torch.allclose(got[row], want, atol=1e-6)
+    with torch.no_grad():  # a neighbour's own vector reaches the prompt (the pool form only reads the user's)
+        inner.user_interests[inner.similar_users[1][0]] += 1.0
+    assert not torch.allclose(model.compose_prompts(torch.tensor([1]))[0, :length], got[0])
+    new_user = model.compose_prompts(user_interests=interests[:1] + 0.01)  # outside the table: nearest users
+    assert new_user.shape == (1, model.config.num_virtual_tokens, 32)
+    model.set_trainable_prompts(True)
+    ids = torch.tensor([block(model) + [65, 66, 67]] * 2)
+    labels = (torch.tensor([[-100] * (ids.shape[1] - 1) + [68]] * 2) if kind == "causal" else
+              torch.tensor([[68, 257]] * 2))
+    model(input_ids=ids, attention_mask=torch.ones_like(ids), user_index=torch.tensor([1, 3]),
+          task=torch.tensor([0, 1]), labels=labels).loss.backward()
+    for name in ("query", "key_layer", "value_layer", "projector"):
+        grad = getattr(pool, name).weight.grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    assert not hasattr(pool, "components")  # no unused parameters (DDP would stall on them)
+    with pytest.raises(StrictDataclassClassValidationError, match="global prompt"):  # the config's validator
+        build(kind, prompt_values="similar_users", interest_source="none")
+
+
 def test_global_variant_composes_one_prompt_for_everyone():
     model, _ = build("causal", interest_source="none")
     prompts = model.compose_prompts(torch.tensor([1, 2, 0]))
@@ -218,26 +258,46 @@ def t5_folder(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_script_trains_saves_reloads_identically_and_evaluates(kind, tiny_setup, t5_folder, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("kind, values", [("causal", "pool"), ("seq2seq", "pool"), ("causal", "similar_users")])
+def test_script_trains_saves_reloads_identically_and_evaluates(kind, values, tiny_setup, t5_folder,  # noqa: F811
+                                                               tmp_path):
     out = tmp_path / "peapod"
     argv = method_argv(tiny_setup, out) + ["--variants", "personalized,none", "--generative_users", "3",
-                                           "--num_beams", "3", "--topn_candidates", "20", "--topn_users", "4"]
+                                           "--num_beams", "3", "--topn_candidates", "20", "--topn_users", "4",
+                                           "--prompt_values", values]
     if kind == "seq2seq":
         argv = [*argv, "--backbone", str(t5_folder), "--backbone_kind", "seq2seq"]
     result = peapod_main(argv)
     records = json.loads((out / "eval_results.json").read_text())
+    # the benchmark contract: baselines marked, the cpu preset's zero-shot row, every LLM row on the eval users
+    # with its normalisation chosen on as many validation users, trained rows with their cost
+    assert [r["model_type"] for r in records if r.get("baseline")] == ["popularity", "sasrec"]
+    llm = [r for r in records if not r.get("baseline")]
+    assert [r["model_type"] for r in llm] == ["llm-zero-shot", "peapod", "peapod"]
+    for record in llm:
+        selection = record["length_normalize_selection"]
+        assert selection["split"] == "validation" and selection["users"] == record["num_users"] == 8
+        best = max(selection["validation_metrics"].items(), key=lambda kv: kv[1]["HR@1"])
+        assert selection["validation_metrics"][str(record["length_normalize"])]["HR@1"] == best[1]["HR@1"]
+        assert record["task"] == "sequential" and len(record["ranks"]) == 8
     own = [r for r in records if r["model_type"] == "peapod"]
     assert [r["variant"] for r in own] == ["personalized", "none"]
+    assert all(r["train_s"] > 0 and r["train_tokens"] > 0 for r in own)
     assert all(r["reload_max_abs_diff"] == 0.0 for r in own)  # saved, reloaded, scored the same
     assert (out / "config.json").exists() and (out / "variants" / "none" / "config.json").exists()
+    saved = json.loads((out / "hfrec_recommender.json").read_text())
+    assert saved["length_normalize"] == own[0]["length_normalize"]  # the pipeline scores as this row was ranked
+    assert json.loads((out / "config.json").read_text())["prompt_values"] == values
     topn = json.loads((out / "eval_results_topn.json").read_text())
     assert {r["num_candidates"] for r in topn} == {20} and {r["num_users"] for r in topn} == {4}
+    assert {r["task"] for r in topn} == {"topn"}
     generative = json.loads((out / "eval_results_generative.json").read_text())
-    assert [g["metrics"]["valid_ratio"] for g in generative] == [1.0, 1.0]
-    again = peapod_main(argv)  # the saved variants are reloaded, not retrained: the same rows
+    assert [g["metrics"]["valid_ratio"] for g in generative] == [1.0, 1.0, 1.0]
+    again = peapod_main(argv)  # the saved variants are reloaded, not retrained: the same rows, the same cost
     for record in own:
         assert again[record["method"]] == pytest.approx(record["metrics"], abs=1e-6)
+    reloaded = [r for r in json.loads((out / "eval_results.json").read_text()) if r["model_type"] == "peapod"]
+    assert [(r["reloaded"], r["train_s"]) for r in reloaded] == [(True, r["train_s"]) for r in own]
     assert result["final"] == own[0]["metrics"]
 
 
@@ -253,10 +313,12 @@ def test_script_explains_with_bleu_and_rouge_on_a_review_dataset(tiny_setup, rev
                           "--output_dir", str(tmp_path / "out"), "--num_candidates", "5", "--eval_users", "4",
                           "--max_steps", "2", "--disable_tqdm", "true", "--topn_candidates", "10",
                           "--explanation_users", "3", "--domain", "product"])
-    explained = [g for g in result["generative"] if g["task"] == "explanation"]
-    assert len(explained) == 1 and explained[0]["num_users"] == 3
-    assert set(explained[0]["metrics"]) == {"BLEU-4", "ROUGE-1", "ROUGE-2", "ROUGE-L"}
-    assert all(0.0 <= v <= 100.0 for v in explained[0]["metrics"].values())
+    explained = {g["method"]: g for g in result["generative"] if g["task"] == "explanation"}
+    # the cpu preset's zero-shot backbone explains too: the trained row's reference point
+    assert sorted(explained) == ["PeaPOD (personalized prompt pool)", "zero-shot LLM (backbone)"]
+    for row in explained.values():
+        assert row["num_users"] == 3 and set(row["metrics"]) == {"BLEU-4", "ROUGE-1", "ROUGE-2", "ROUGE-L"}
+        assert all(0.0 <= v <= 100.0 for v in row["metrics"].values())
 
 
 @pytest.mark.parametrize("flags, match", [
@@ -264,6 +326,8 @@ def test_script_explains_with_bleu_and_rouge_on_a_review_dataset(tiny_setup, rev
     (["--interest_source", "friends"], "--interest_source must be user or similar_users"),
     (["--backbone_kind", "rnn"], "--backbone_kind must be causal or seq2seq"),
     (["--preset", "tpu"], "Unknown preset 'tpu'"),
+    (["--prompt_values", "neighbours"], "--prompt_values must be pool or similar_users"),
+    (["--length_normalize", "mean"], "--length_normalize must be a number or auto"),
 ])
 def test_script_bad_flags(flags, match, tmp_path):
     with pytest.raises(ValueError, match=match):

@@ -1,5 +1,6 @@
 """PeaPOD in the ``next-item-recommendation`` pipeline: the sequential-task prompt, candidates ranked by title
-likelihood, the personalized prompt composed from the history.
+likelihood (normalised as the training run chose on validation), the personalized prompt composed from the
+history.
 
 A pipeline user is not one of the training users: its interest vector is the saved SR teacher's representation of
 the given history (the same function that built the training table), so the prompt pool composes a prompt for it.
@@ -46,6 +47,7 @@ def load_recommender(model, folder: Path, info: dict, dataset=None, data_dir=Non
     return LLMRecommender(model, tokenizer, lambda rows: [prompter.sequential_prompt(h) for h in rows["history"]],
                           catalog, teacher=teacher, num_candidates=info.get("num_candidates", 20),
                           batch_size=info.get("eval_batch_size", 8), row_inputs=row_inputs,
+                          length_normalize=float(info.get("length_normalize", 1.0)),
                           candidate_text=prompter.item_text)
 
 

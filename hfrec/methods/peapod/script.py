@@ -61,9 +61,10 @@ from ...utils import run_script
 from ..common.backbones import resolve_dtype
 from ..common.generation import ItemTrie, generate_items, generate_token_ids
 from ..common.prompts import ItemCatalog
-from ..common.ranking import LikelihoodScorer, RankingTable, rank_saved_runs, write_recommender_info
+from ..common.ranking import (LikelihoodScorer, RankingTable, choose_length_normalization, rank_saved_runs,
+                              write_recommender_info)
 from ..common.runs import MethodScriptArguments, copy_teacher, save_into, start_run
-from ..common.sft import decompile_decoder_layers
+from ..common.sft import decompile_decoder_layers, training_cost
 from ..common.teachers import load_or_train_teacher, teacher_display_name
 from .config import PeaPODSFTConfig
 from .data import build_training_examples, user_index, user_interest_table
@@ -85,15 +86,16 @@ NULLABLE = {"eval_users", "topn_users", "generative_users", "explanation_users",
 PRESETS: dict[str, dict] = {
     "cpu": dict(variants="personalized", max_history=5, sequential_rows_per_user=1, topn_per_user=1,
                 max_train_examples=96, explanation_max=64, epochs=1.0, learning_rate=2e-3, prompt_learning_rate=1e-2,
-                per_device_train_batch_size=8, eval_users=60, topn_users=20, generative_users=0, num_beams=10,
+                per_device_train_batch_size=8, eval_users=100, topn_users=0, generative_users=0, num_beams=10,
                 eval_batch_size=8, lora_target_modules="q_proj,v_proj", lora_top_layers=10, compile_layers=False,
-                zero_shot=False, teacher_epochs=20, explanation_users=20),
+                zero_shot=True, teacher_epochs=20, explanation_users=20, length_normalize="auto",
+                prompt_values="pool"),
     "gpu": dict(variants="personalized,global,none", max_history=10, sequential_rows_per_user=4, topn_per_user=2,
                 max_train_examples=None, explanation_max=None, epochs=1.0, learning_rate=3e-4,
                 prompt_learning_rate=1e-3, per_device_train_batch_size=64, eval_users=None, topn_users=None,
                 generative_users=None, num_beams=10, eval_batch_size=32, lora_target_modules="all-linear",
                 lora_top_layers=0, compile_layers=False, zero_shot=True, teacher_epochs=200,
-                explanation_users=None),
+                explanation_users=None, length_normalize="auto", prompt_values="pool"),
 }
 
 
@@ -128,6 +130,18 @@ class PeaPODScriptArguments(MethodScriptArguments):
     num_beams: int | None = field(default=None, metadata={"help": "Beams of generative ranking."})
     eval_batch_size: int | None = field(default=None, metadata={"help": "Users per scoring batch."})
     zero_shot: bool | None = field(default=None, metadata={"help": "Also rank with the backbone alone."})
+    length_normalize: str | None = field(
+        default=None,
+        metadata={"help": "Sequential title score = sum logp / n**a: a number a (1 = mean, 0 = sum), or auto = the a "
+                  "in {1, 0.5, 0} with the best HR@1 on as many validation users as --eval_users, per LLM row (one "
+                  "more ranking of those users). With --eval_split validation, auto reports the chosen a's metrics "
+                  "on the rows it was chosen on (for tuning; the test split gives the honest figure)."})
+    prompt_values: str | None = field(
+        default=None,
+        metadata={"help": "pool: the personalized prompt mixes learned pool components (weights from the user's "
+                  "interest vector); similar_users: the released code's form, attention from the user over its "
+                  "--num_prompt_components most similar users, whose projected vectors make the prompt (user "
+                  "information flows into the prompt directly). The global variant always uses the pool."})
 
     def apply_preset(self) -> "PeaPODScriptArguments":
         if self.preset not in (*PRESETS, "none"):
@@ -150,6 +164,13 @@ class PeaPODScriptArguments(MethodScriptArguments):
             raise ValueError(f"--interest_source must be user or similar_users, got {self.interest_source!r}")
         if self.backbone_kind not in ("causal", "seq2seq"):
             raise ValueError(f"--backbone_kind must be causal or seq2seq, got {self.backbone_kind!r}")
+        if self.prompt_values not in ("pool", "similar_users"):
+            raise ValueError(f"--prompt_values must be pool or similar_users, got {self.prompt_values!r}")
+        if self.length_normalize != "auto":
+            try:
+                float(self.length_normalize)
+            except ValueError:
+                raise ValueError(f"--length_normalize must be a number or auto, got {self.length_normalize!r}") from None
         return self
 
     @property
@@ -170,11 +191,14 @@ def make_parser() -> HfArgumentParser:
 def new_model(args, variant: str, interests, ds):
     """A fresh ``(PersonalizedPromptLM, tokenizer)`` for one variant, on the GPU when there is one."""
     source = "none" if variant == "global" else args.interest_source
+    released = args.prompt_values == "similar_users" and variant == "personalized"
+    neighbours = {"num_similar_users": args.num_prompt_components} if released else {}
     model, tok = PersonalizedPromptLM.from_backbone(
         args.backbone, user_interests=interests, dtype=args.dtype, kind=args.backbone_kind, seed=args.seed,
         num_prompt_components=args.num_prompt_components, component_length=args.component_length,
         num_prompt_heads=args.num_prompt_heads, task_prompt_length=args.task_prompt_length, interest_source=source,
-        domain=args.domain or ds.domain, item_identifier=args.item_identifier)
+        domain=args.domain or ds.domain, item_identifier=args.item_identifier,
+        prompt_values="similar_users" if released else "pool", **neighbours)
     return (model.cuda() if torch.cuda.is_available() else model), tok
 
 
@@ -203,11 +227,11 @@ def train_variant(args, variant: str, model, tok, prompter, ds, reviews, out: Pa
     trainer = PeaPODTrainer(model=model, args=config, train_dataset=Dataset.from_list(examples), processing_class=tok)
     result = trainer.train()
     timings[f"train_{variant}_s"] = round(time.time() - t0, 1)
-    timings[f"train_{variant}_tokens"] = int(sum(len(e["input_ids"]) for e in examples) * args.epochs)
+    cost = training_cost(trainer)
     merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
     decompile_decoder_layers(merged)
     del trainer
-    return merged.eval(), {"examples": counts, "train_loss": result.training_loss}
+    return merged.eval(), {"examples": counts, "train_loss": result.training_loss, **cost}
 
 
 def row_inputs_of(rows: dict, task: int) -> dict:
@@ -290,17 +314,25 @@ def load_variant(folder: Path, variant: str, args):
                          f"PeaPOD variant {variant!r}: use another --output_dir or the same --variants order")
     model = PersonalizedPromptLM.from_pretrained(str(folder), dtype=resolve_dtype(args.dtype))
     logger.info("%s already holds the trained %s variant: evaluating it, not retraining", folder, variant)
-    return (model.cuda() if torch.cuda.is_available() else model).eval(), AutoTokenizer.from_pretrained(str(folder))
+    cost = {k: info[k] for k in ("train_s", "train_tokens", "examples", "train_loss") if k in info}
+    return ((model.cuda() if torch.cuda.is_available() else model).eval(), AutoTokenizer.from_pretrained(str(folder)),
+            cost)
 
 
-def save_variant(args, variant: str, model, tok, folder: Path, teacher_dir: Path, ds) -> Path:
-    save_into(folder, lambda d: (model.save_pretrained(d), tok.save_pretrained(d)))
-    copy_teacher(teacher_dir, folder)
+def write_variant_info(args, variant: str, folder: Path, ds, **more) -> None:
+    """``hfrec_recommender.json``: what the pipeline needs, and the row's training cost (a later run that reuses
+    the saved variant reports it too); written again once ranking has chosen the length normalisation."""
     write_recommender_info(folder, method="peapod", dataset=ds.name, data_dir=args.data_dir,
                            split_seed=args.split_seed, num_candidates=args.num_candidates, teacher="teacher",
                            variant=variant, max_history=args.max_history, item_identifier=args.item_identifier,
                            domain=args.domain or ds.domain, use_chat_template=args.backbone_kind == "causal",
-                           eval_batch_size=args.eval_batch_size)
+                           eval_batch_size=args.eval_batch_size, **more)
+
+
+def save_variant(args, variant: str, model, tok, folder: Path, teacher_dir: Path, ds, **more) -> Path:
+    save_into(folder, lambda d: (model.save_pretrained(d), tok.save_pretrained(d)))
+    copy_teacher(teacher_dir, folder)
+    write_variant_info(args, variant, folder, ds, **more)
     return folder
 
 
@@ -340,9 +372,11 @@ def main(argv: list[str] | None = None) -> dict:
                        "and evaluating sequential and top-n recommendation only.", ds.name,
                        "review_text / review / explanation / text / summary")
 
-    eval_rows = ds[args.eval_split]
+    # every row ranks the same users; as many validation users choose each LLM row's length normalisation
+    eval_rows, val_rows = ds[args.eval_split], ds["validation"]
     if args.eval_users:
         eval_rows = eval_rows.select(range(min(args.eval_users, len(eval_rows))))
+        val_rows = val_rows.select(range(min(args.eval_users, len(val_rows))))
     topn_rows = ds100[args.eval_split] if ds100 is not None else ds[args.eval_split].select([])
     topn_rows = topn_rows.select(range(min(args.topn_users or len(topn_rows), len(topn_rows))))
     n_gen = len(eval_rows) if args.generative_users is None else min(args.generative_users, len(eval_rows))
@@ -353,10 +387,11 @@ def main(argv: list[str] | None = None) -> dict:
     table = RankingTable(ds.name, args.eval_split, args.num_candidates, args.split_seed, command)
     topn_table = RankingTable(ds.name, args.eval_split, args.topn_candidates, args.split_seed, command)
     n = len(eval_rows)
+    # baseline rows: hfrec benchmark ranks popularity and the teacher itself and skips these
     table.add("popularity", "popularity", evaluate_scorer(popularity_scorer(ds["train"], ds.num_items), eval_rows,
-                                                          "candidates", progress=False), n)
+                                                          "candidates", progress=False), n, baseline=True)
     table.add(f"{teacher_name} (teacher)", teacher.config.model_type,
-              evaluate_scorer(sr_model_scorer(teacher), eval_rows, "candidates", progress=False), n)
+              evaluate_scorer(sr_model_scorer(teacher), eval_rows, "candidates", progress=False), n, baseline=True)
     for label, scorer in (("popularity", popularity_scorer(ds["train"], ds.num_items)),
                           (f"{teacher_name} (teacher)", sr_model_scorer(teacher))) if len(topn_rows) else ():
         topn_table.add(label, "baseline", evaluate_scorer(scorer, topn_rows, "candidates", progress=False),
@@ -364,10 +399,21 @@ def main(argv: list[str] | None = None) -> dict:
     rank_saved_runs(table, args.compare_with, eval_rows, data_dir=args.data_dir)  # e.g. a DELRec run
     extra_records: list[dict] = []
 
-    def evaluate(label: str, model_type: str, model, tok, prompter, variant: str | None, info: dict):
+    def evaluate(label: str, model_type: str, model, tok, prompter, variant: str | None, info: dict) -> float:
+        """Ranks every task's rows; returns the sequential row's length normalisation."""
         t0 = time.time()
-        table.add(label, model_type, evaluate_scorer(sequential_scorer(model, tok, prompter, args, variant),
-                                                     eval_rows, "candidates", progress=False), n, **info)
+        scorer = sequential_scorer(model, tok, prompter, args, variant)
+        if args.length_normalize == "auto":
+            alpha, selection = choose_length_normalization(scorer, val_rows)
+            logger.info("%s: length normalisation %s chosen on %d validation users", label, alpha, len(val_rows))
+            info = {**info, "length_normalize_selection": selection}
+            # tuning on validation: the selection pass already ranked these very rows
+            metrics = (selection["validation_metrics"][str(alpha)] if args.eval_split == "validation" else
+                       evaluate_scorer(scorer, eval_rows, "candidates", progress=False))
+        else:
+            scorer.length_normalize = float(args.length_normalize)
+            metrics = evaluate_scorer(scorer, eval_rows, "candidates", progress=False)
+        table.add(label, model_type, metrics, n, task="sequential", length_normalize=scorer.length_normalize, **info)
         if len(topn_rows):
             topn_table.add(label, model_type, evaluate_scorer(topn_scorer(model, tok, prompter, args, variant),
                                                               topn_rows, "candidates", progress=False),
@@ -381,6 +427,7 @@ def main(argv: list[str] | None = None) -> dict:
             extra_records.append({"method": label, "task": "explanation", "num_users": len(test_pairs),
                                   "metrics": metrics})
         timings[f"eval_{info.get('variant', model_type)}_s"] = round(time.time() - t0, 1)
+        return scorer.length_normalize
 
     if args.zero_shot:
         model, tok = new_model(args, "none", interests, ds)
@@ -393,17 +440,22 @@ def main(argv: list[str] | None = None) -> dict:
         folder = variant_folder(out, args, variant)
         loaded = load_variant(folder, variant, args)
         if loaded is not None:
-            (model, tok), info = loaded, {"variant": variant, "reloaded": True}
+            model, tok, cost = loaded
+            info = {"variant": variant, "reloaded": True, **cost}
             prompter = prompter_for(args, model, tok, ds, variant)
         else:
             model, tok = new_model(args, variant, interests, ds)
             prompter = prompter_for(args, model, tok, ds, variant)
             model, info = train_variant(args, variant, model, tok, prompter, ds, reviews, out, timings)
-            save_variant(args, variant, model, tok, folder, teacher_dir, ds)
+            save_variant(args, variant, model, tok, folder, teacher_dir, ds, **info)
             info["variant"] = variant
             info["reload_max_abs_diff"] = reload_difference(folder, model, tok, prompter, args, variant,
                                                             eval_rows.select(range(min(4, n)))[:])
-        evaluate(VARIANT_LABELS[variant], "peapod", model, tok, prompter, variant, info)
+        alpha = evaluate(VARIANT_LABELS[variant], "peapod", model, tok, prompter, variant, info)
+        if int(os.environ.get("RANK", "0")) == 0:  # the pipeline scores with the normalisation chosen here
+            write_variant_info(args, variant, folder, ds, length_normalize=alpha,
+                               **{k: v for k, v in info.items() if k not in ("variant", "reloaded",
+                                                                             "reload_max_abs_diff")})
         final = final or table.rows[-1][2]
         del model
 

@@ -57,6 +57,9 @@ class PeaPODTrainer(HfrecSFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if _peapod_of(model).config.is_encoder_decoder:
             outputs = model(**inputs)
+            if model.training:  # TRL counts tokens on its causal path only: encoder tokens + decoder targets
+                seen = inputs["attention_mask"].sum() + (inputs["labels"] != -100).sum()
+                self._total_train_tokens += int(self.accelerator.gather_for_metrics(seen).sum().item())
             return (outputs.loss, outputs) if return_outputs else outputs.loss
         return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)

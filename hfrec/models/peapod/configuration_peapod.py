@@ -8,6 +8,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 INTEREST_SOURCES = ("user", "similar_users", "none")
+PROMPT_VALUES = ("pool", "similar_users")
 TASKS = ("sequential", "topn", "explanation")  # the order of the task prompts (a row's `task` index)
 
 
@@ -33,7 +34,11 @@ class PeaPODConfig(PreTrainedConfig):
             interest vector; `"similar_users"`: the mean of the user's and its ``num_similar_users`` most similar
             users' vectors (the released code's variant, which composes from neighbours); `"none"`: one learned
             query for everyone (a global soft prompt: the ablation).
-        num_similar_users (`int`, defaults to 10): neighbours used by `"similar_users"`.
+        num_similar_users (`int`, defaults to 10): neighbours used by `"similar_users"` (either field).
+        prompt_values (`str`, defaults to `"pool"`): what the attention mixes. `"pool"`: learned components (the
+            user's vector only chooses weights); `"similar_users"`: projections of the user's ``num_similar_users``
+            most similar users' interest vectors, the attended vector projected to ``component_length``
+            embeddings (the released code's form: user information enters the prompt itself).
         prompt_token (`str`), prompt_token_id (`int`): the placeholder token and its id in the tokenizer.
         backbone_name_or_path (`str`, *optional*), domain (`str`), item_identifier (`str`): informative.
     """
@@ -50,6 +55,7 @@ class PeaPODConfig(PreTrainedConfig):
     task_prompt_length: int = 3
     interest_source: Literal["user", "similar_users", "none"] = "user"
     num_similar_users: int = 10
+    prompt_values: Literal["pool", "similar_users"] = "pool"
     prompt_token: str = "<|user_prompt|>"
     prompt_token_id: int | None = None
     backbone_name_or_path: str | None = None
@@ -81,10 +87,15 @@ class PeaPODConfig(PreTrainedConfig):
             raise ValueError(f"task_prompt_length must be >= 0, got {self.task_prompt_length}")
         if self.interest_source not in INTEREST_SOURCES:
             raise ValueError(f"interest_source must be one of {INTEREST_SOURCES}, got {self.interest_source!r}")
+        if self.prompt_values not in PROMPT_VALUES:
+            raise ValueError(f"prompt_values must be one of {PROMPT_VALUES}, got {self.prompt_values!r}")
+        if self.prompt_values == "similar_users" and self.interest_source == "none":
+            raise ValueError("prompt_values='similar_users' composes from a user's neighbours; the global prompt "
+                             "(interest_source='none') has no user: use prompt_values='pool' for it")
         hidden = getattr(self.text_config, "hidden_size", None) or getattr(self.text_config, "d_model", None)
         if hidden is not None and hidden % self.num_prompt_heads:
             raise ValueError(f"num_prompt_heads={self.num_prompt_heads} must divide the backbone's hidden size "
                              f"{hidden}")
 
 
-__all__ = ["INTEREST_SOURCES", "PeaPODConfig", "TASKS"]
+__all__ = ["INTEREST_SOURCES", "PROMPT_VALUES", "PeaPODConfig", "TASKS"]

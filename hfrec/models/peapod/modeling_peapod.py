@@ -2,10 +2,13 @@
 
 Layout (transformers/llava style):
 
-* :class:`PersonalizedPromptPool` - ``num_prompt_components`` learnable components (each ``component_length`` vectors
-  of the backbone's width) with one learnable key each. A user's interest vector, projected to the hidden size, is
-  the query of a multi-head attention over the keys; head ``h``'s weights mix the ``h``-th slice of the components,
-  so each head composes its part of the prompt from its own choice of components.
+* :class:`PersonalizedPromptPool` - ``prompt_values="pool"``: ``num_prompt_components`` learnable components (each
+  ``component_length`` vectors of the backbone's width) with one learnable key each. A user's interest vector,
+  projected to the hidden size, is the query of a multi-head attention over the keys; head ``h``'s weights mix the
+  ``h``-th slice of the components, so each head composes its part of the prompt from its own choice of components.
+  ``prompt_values="similar_users"`` (the released code's form): keys and values are projections of the user's
+  ``num_similar_users`` most similar users' interest vectors, and the attended vector, projected to
+  ``component_length`` embeddings, is the prompt: user information flows into the prompt, not only into weights.
 * :class:`PersonalizedPromptModel` - the backbone (``language_model``), the pool, the task prompts and the frozen
   interest table (``user_interests``, row 0 = the cold-start user). Wherever the placeholder token appears in
   ``input_ids`` its embedding is replaced by ``[personalized prompt][task prompt]`` of that row's user and task
@@ -47,27 +50,49 @@ class PersonalizedPromptPool(nn.Module):
         super().__init__()
         hidden = _hidden_size(config.text_config)
         self.num_heads = config.num_prompt_heads
-        self.components = nn.Parameter(torch.zeros(config.num_prompt_components, config.component_length, hidden))
-        self.keys = nn.Parameter(torch.zeros(config.num_prompt_components, hidden))
+        self.values_from = config.prompt_values
+        self.component_length = config.component_length
         self.query = nn.Linear(config.interest_dim, hidden)
         self.global_query = nn.Parameter(torch.zeros(config.interest_dim))  # interest_source="none": one for all
+        if self.values_from == "pool":
+            self.components = nn.Parameter(torch.zeros(config.num_prompt_components, config.component_length,
+                                                       hidden))
+            self.keys = nn.Parameter(torch.zeros(config.num_prompt_components, hidden))
+        else:  # only the modules this form uses: an unused parameter breaks DDP's gradient bookkeeping
+            self.key_layer = nn.Linear(config.interest_dim, hidden)
+            self.value_layer = nn.Linear(config.interest_dim, hidden)
+            self.projector = nn.Linear(hidden, config.component_length * hidden)
 
-    def attention_weights(self, interests: torch.Tensor) -> torch.Tensor:
-        """``(B, d)`` interest vectors -> ``(B, heads, N)`` weights over the pool (each head sums to 1)."""
+    def attention_weights(self, interests: torch.Tensor, neighbours: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, d)`` interest vectors -> ``(B, heads, N)`` weights over the pool, or over the ``N`` neighbours
+        ``(B, N, d)`` for ``prompt_values="similar_users"`` (each head sums to 1)."""
         q = self.query(interests.to(self.query.weight.dtype))
-        B, N, heads = q.shape[0], self.keys.shape[0], self.num_heads
+        B, heads = q.shape[0], self.num_heads
         q = q.view(B, heads, -1)
-        k = self.keys.view(N, heads, -1)
-        scores = torch.einsum("bhd,nhd->bhn", q, k) / q.shape[-1] ** 0.5
-        return scores.float().softmax(-1)
+        if self.values_from == "pool":
+            k = self.keys.view(self.keys.shape[0], heads, -1)
+            scores = torch.einsum("bhd,nhd->bhn", q, k)
+        else:
+            k = self.key_layer(neighbours.to(q.dtype)).view(B, neighbours.shape[1], heads, -1)
+            scores = torch.einsum("bhd,bnhd->bhn", q, k)
+        return (scores / q.shape[-1] ** 0.5).float().softmax(-1)
 
-    def forward(self, interests: torch.Tensor) -> torch.Tensor:
-        """``(B, d)`` interest vectors -> ``(B, component_length, H)`` personalized prompts."""
-        weights = self.attention_weights(interests)
-        N, length, hidden = self.components.shape
-        values = self.components.view(N, length, self.num_heads, hidden // self.num_heads)
-        prompts = torch.einsum("bhn,nlhd->blhd", weights.to(values.dtype), values)
-        return prompts.reshape(-1, length, hidden)
+    def forward(self, interests: torch.Tensor, neighbours: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, d)`` interest vectors (and ``(B, N, d)`` neighbours' vectors for ``prompt_values="similar_users"``)
+        -> ``(B, component_length, H)`` personalized prompts."""
+        if self.values_from != "pool" and neighbours is None:
+            raise ValueError("prompt_values='similar_users' composes from the neighbours' interest vectors: pass "
+                             "neighbours=(B, N, d)")
+        weights = self.attention_weights(interests, neighbours)
+        if self.values_from == "pool":
+            N, length, hidden = self.components.shape
+            values = self.components.view(N, length, self.num_heads, hidden // self.num_heads)
+            prompts = torch.einsum("bhn,nlhd->blhd", weights.to(values.dtype), values)
+            return prompts.reshape(-1, length, hidden)
+        B, N = neighbours.shape[:2]
+        values = self.value_layer(neighbours.to(self.value_layer.weight.dtype)).view(B, N, self.num_heads, -1)
+        context = torch.einsum("bhn,bnhd->bhd", weights.to(values.dtype), values).reshape(B, -1)
+        return self.projector(context).view(B, self.component_length, -1)
 
 
 class PeaPODPreTrainedModel(PreTrainedModel):
@@ -86,10 +111,18 @@ class PeaPODPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module):
         if isinstance(module, PersonalizedPromptPool):
             std = getattr(self.config.text_config, "initializer_range", None) or 0.02
-            nn.init.normal_(module.components, std=std)
-            nn.init.normal_(module.keys, std=1.0)
-            nn.init.normal_(module.query.weight, std=module.query.in_features ** -0.5)
-            nn.init.zeros_(module.query.bias)
+            linears = [module.query]
+            if module.values_from == "pool":
+                nn.init.normal_(module.components, std=std)
+                nn.init.normal_(module.keys, std=1.0)
+            else:
+                linears += [module.key_layer, module.value_layer]
+                # small user-dependent part on top of the bias (set to vocabulary embeddings by from_backbone)
+                nn.init.normal_(module.projector.weight, std=std * module.projector.in_features ** -0.5)
+                nn.init.normal_(module.projector.bias, std=std)
+            for linear in linears:
+                nn.init.normal_(linear.weight, std=linear.in_features ** -0.5)
+                nn.init.zeros_(linear.bias)
             nn.init.normal_(module.global_query, std=1.0)
             return
         if isinstance(module, PersonalizedPromptModel):
@@ -152,7 +185,14 @@ class PersonalizedPromptModel(PeaPODPreTrainedModel):
             interests = user_interests.to(self.user_interests.device, self.user_interests.dtype)
         else:
             interests = self.interests_of(user_index)
-        personal = self.prompt_pool(interests)
+        neighbours = None
+        if self.config.prompt_values == "similar_users":
+            if user_interests is not None:  # a user outside the table: its nearest users of the table
+                group = nearest_users(self.user_interests[1:], interests, self.config.num_similar_users) + 1
+            else:
+                group = self.similar_users[user_index]
+            neighbours = self.user_interests[group]  # (B, N, d)
+        personal = self.prompt_pool(interests, neighbours)
         if self.config.task_prompt_length == 0:
             return personal
         B = personal.shape[0]
@@ -351,7 +391,10 @@ class PersonalizedPromptLM(PeaPODPreTrainedModel, GenerationMixin):
         with torch.no_grad():  # components and task prompts start as vocabulary embeddings (prompt-tuning default)
             gen = torch.Generator().manual_seed(seed)
             table = ref.detach().float().cpu()
-            for target in (inner.prompt_pool.components, inner.task_prompts):
+            pool = inner.prompt_pool
+            starts = [pool.components if config.prompt_values == "pool" else
+                      pool.projector.bias.view(config.component_length, hidden), inner.task_prompts]
+            for target in starts:
                 rows = torch.randint(0, table.shape[0], target.shape[:-1], generator=gen)
                 target.copy_(table[rows].to(target.device))
         if backbone.generation_config is not None:
@@ -374,6 +417,12 @@ class PersonalizedPromptLM(PeaPODPreTrainedModel, GenerationMixin):
 def interest_table(user_interests: torch.Tensor) -> torch.Tensor:
     """``(U, d)`` -> ``(U + 1, d)`` with the cold-start row 0 = the mean interest vector."""
     return torch.cat([user_interests.mean(0, keepdim=True), user_interests], dim=0)
+
+
+def nearest_users(table: torch.Tensor, vectors: torch.Tensor, k: int) -> torch.Tensor:
+    """``(B, k)`` rows of ``table`` (``(U, d)``) most cosine-similar to each of ``vectors`` (``(B, d)``)."""
+    sims = F.normalize(vectors.float(), dim=-1) @ F.normalize(table.float(), dim=-1).T
+    return sims.topk(min(k, len(table)), dim=-1).indices
 
 
 def most_similar_users(table: torch.Tensor, k: int) -> torch.Tensor:
@@ -401,4 +450,5 @@ __all__ = [
     "PromptedEncoder",
     "interest_table",
     "most_similar_users",
+    "nearest_users",
 ]
