@@ -16,12 +16,12 @@ import hfrec  # noqa: F401  registers the models and the pipeline task
 from hfrec.methods.common.prompts import ItemCatalog
 from hfrec.methods.common.scoring import rank_candidates
 from hfrec.methods.trsr.config import SummaryMode, TRSRSFTConfig, TRSRSummaryConfig
-from hfrec.methods.trsr.data import build_training_examples, summary_histories
+from hfrec.methods.trsr.data import build_training_examples, item_counts, summary_histories
 from hfrec.methods.trsr.prompts import TRSRPrompter
 from hfrec.methods.trsr.recommender import YesNoScorer
 from hfrec.methods.trsr.script import main as trsr_main
 from hfrec.methods.trsr.summaries import TRSRSummarizer, complete_sentences, split_blocks
-from hfrec.methods.trsr.trainer import TRSRSFTTrainer
+from hfrec.methods.trsr.trainer import TRSRSFTTrainer, packed_answer_margins
 from hfrec.registry import METHODS, MethodSpec
 from test_generation import CountingModel, cache_table, lm, tok  # noqa: F401  (lm, tok: its fixtures)
 from test_methods import method_argv, tiny_setup  # noqa: F401  the registry's shared flags and tiny run setup
@@ -233,6 +233,68 @@ def test_training_examples_are_one_positive_one_negative(tok):
         build_training_examples(rows, prompter, N_ITEMS, {1: "x"})
 
 
+@pytest.mark.parametrize("num_negatives, popular_share", [(1, 0.0), (3, 0.0), (4, 0.5), (2, 1.0)])
+def test_listwise_examples_hold_the_target_first_and_distinct_unseen_negatives(tok, num_negatives, popular_share):
+    prompter = TRSRPrompter(tok, CATALOG, item_text_tokens=20, recent_items=2)
+    rows = [{"user_id": 1, "history": [1, 2, 3], "target": 4}, {"user_id": 1, "history": [1, 2, 3, 4], "target": 5},
+            {"user_id": 2, "history": [9, 8], "target": 7}]
+    counts = [0.0] * (N_ITEMS + 1)
+    counts[20:26] = [50.0, 40.0, 30.0, 20.0, 10.0, 5.0]  # the "popular" items 20..25, and item 4: user 1's
+    # target, so only user 2 may draw it
+    counts[4] = 100.0
+    by_text = {prompter.item_text(i): i for i in range(1, N_ITEMS + 1)}
+    examples = build_training_examples(rows, prompter, N_ITEMS, None, seed=1, num_negatives=num_negatives,
+                                       listwise=True, popular_share=popular_share, counts=counts)
+    assert len(examples) == len(rows)  # one example per row
+    pointwise = build_training_examples(rows, prompter, N_ITEMS, None, seed=1, num_negatives=num_negatives,
+                                        popular_share=popular_share, counts=counts)
+    assert len(pointwise) == len(rows) * (1 + num_negatives)  # one per candidate
+    for row, example, k in zip(rows, examples, range(len(rows))):
+        assert example["prompt_ids"] == prompter.prompt_ids(None, row["history"]) and example["positive"] == 0
+        items = []
+        for ids in example["candidate_ids"]:
+            assert ids[-len(prompter.suffix_ids):] == prompter.suffix_ids  # each segment ends with the suffix
+            items.append(by_text[tok.decode(ids[: -len(prompter.suffix_ids)])])
+        assert items[0] == row["target"] and len(set(items)) == len(items) == 1 + num_negatives
+        touched = {i for r in rows if r["user_id"] == row["user_id"] for i in [*r["history"], r["target"]]}
+        assert not touched & set(items[1:])  # never an item of the user's rows
+        n_popular = round(popular_share * num_negatives)
+        assert set(items[1: 1 + n_popular]) <= {4, *range(20, 26)}  # weighted by the counts: only counted items
+        # the pointwise examples of the same seed hold the same candidates, answered Yes then No
+        point = pointwise[k * (1 + num_negatives): (k + 1) * (1 + num_negatives)]
+        assert [e["input_ids"][:-1] for e in point] == [example["prompt_ids"] + c for c in example["candidate_ids"]]
+        assert [e["labels"][-1] for e in point] == [prompter.answer_ids[0]] + [prompter.answer_ids[1]] * num_negatives
+
+
+def test_popularity_weighted_negatives_follow_the_counts(tok):
+    prompter = TRSRPrompter(tok, CATALOG, item_text_tokens=20, recent_items=1)
+    counts = [0.0] * (N_ITEMS + 1)
+    counts[10], counts[11] = 90.0, 10.0
+    rows = [{"user_id": u, "history": [1], "target": 2} for u in range(400)]
+    drawn = [e["candidate_ids"][1] for e in build_training_examples(rows, prompter, N_ITEMS, None, seed=0,
+                                                                    listwise=True, popular_share=1.0, counts=counts)]
+    share = drawn.count(prompter.candidate_ids(10) + prompter.suffix_ids) / len(drawn)
+    assert 0.85 < share < 0.95  # 90 : 10
+    split = Dataset.from_list([{"user_id": 1, "history": [1], "target": 2}, {"user_id": 1, "history": [1, 2], "target": 2}])
+    assert item_counts(split, 3) == [0.0, 1.0, 2.0, 0.0]  # per interaction of the rebuilt sequences, as popularity
+
+
+def test_training_examples_bad_input(tok):
+    prompter = TRSRPrompter(tok, CATALOG)
+    rows = [{"user_id": 1, "history": [1, 2], "target": 3}]
+    with pytest.raises(ValueError, match="num_negatives must be >= 1"):
+        build_training_examples(rows, prompter, N_ITEMS, num_negatives=0)
+    with pytest.raises(ValueError, match="popular_share must be in"):
+        build_training_examples(rows, prompter, N_ITEMS, popular_share=1.5)
+    with pytest.raises(ValueError, match="needs the items' training counts"):
+        build_training_examples(rows, prompter, N_ITEMS, popular_share=1.0)
+    with pytest.raises(ValueError, match="too few items with a count"):
+        build_training_examples(rows, prompter, N_ITEMS, num_negatives=2, popular_share=1.0,
+                                counts=[0.0] * N_ITEMS + [1.0])
+    with pytest.raises(ValueError, match="at least one negative"):
+        prompter.listwise_example(None, [1], [2])
+
+
 # ------------------------------------------------------------------------------------------------ scoring
 def test_yes_probabilities_equal_one_forward_per_candidate(tok, lm, tmp_path):
     prompter = TRSRPrompter(tok, CATALOG, item_text_tokens=20, recent_items=2)
@@ -322,6 +384,51 @@ def test_trained_answer_position_is_the_scored_one_and_the_loss_is_the_answer_al
     assert bool((probs[:, :2].min(1).values > probs[:, 2:].max(1).values).all())  # every liked item above the others
 
 
+def test_listwise_loss_is_the_softmax_over_one_forward_per_candidate_and_learns(tok, tmp_path):
+    """The listwise trainer's margins equal logit(Yes) - logit(No) of a plain forward of prompt + candidate + suffix
+    (the position the ranking reads), its loss is the cross-entropy of the target under the row's softmax, and on a
+    learnable signal it ranks the liked items first (accuracy = target on top of its row)."""
+    catalog = ItemCatalog.from_items({"item_id": list(range(1, 21)),
+                                      "title": [f"{'Liked' if i <= 10 else 'Other'} {i}" for i in range(1, 21)]})
+    prompter = TRSRPrompter(tok, catalog, item_text_tokens=12, recent_items=1)
+    rng = random.Random(0)
+    examples = [prompter.listwise_example(None, [rng.randint(1, 20)], [rng.randint(1, 10), *rng.sample(range(11, 21), 2)])
+                for _ in range(24)]
+    examples[1]["candidate_ids"] = examples[1]["candidate_ids"][:2]  # a shorter row: its missing entry is -inf
+    args = TRSRSFTConfig(output_dir=str(tmp_path), max_steps=24, per_device_train_batch_size=6, learning_rate=3e-3,
+                         lr_scheduler_type="constant", lora_r=0, use_cpu=True, disable_tqdm=True, save_strategy="no",
+                         logging_steps=1, seed=0, ranking_loss="listwise")
+    trainer = TRSRSFTTrainer(tiny_lm(seed=3), args, train_dataset=Dataset.from_list(examples), processing_class=tok)
+    model = trainer.model
+    batch = trainer.data_collator(examples[:3])
+    margins, tokens = packed_answer_margins(model, batch["prompt_ids"], batch["candidate_ids"], prompter.answer_ids,
+                                            tok.pad_token_id)
+    assert tokens == sum(len(e["prompt_ids"]) + sum(map(len, e["candidate_ids"])) for e in examples[:3])
+    assert margins[1, 2].item() == float("-inf")
+    with torch.no_grad():
+        for b, example in enumerate(examples[:3]):
+            for c, ids in enumerate(example["candidate_ids"]):
+                logits = model(input_ids=torch.tensor([example["prompt_ids"] + ids])).logits[0, -1, prompter.answer_ids]
+                assert margins[b, c].item() == pytest.approx((logits[0] - logits[1]).item(), abs=1e-4)
+    loss = trainer.compute_loss(model, batch)
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(margins, batch["positive"]).item(), rel=1e-5)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    model.zero_grad()
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert logs[0]["loss"] > 0.8 and sum(h["loss"] for h in logs[-4:]) / 4 < 0.3  # ln 3 = 1.10 at the start
+    assert logs[-1]["mean_token_accuracy"] > 0.8 and logs[-1]["num_tokens"] > 0
+    histories = [[rng.randint(1, 20)] for _ in range(5)]
+    candidates = [rng.sample(range(1, 11), 2) + rng.sample(range(11, 21), 3) for _ in histories]
+    probs = YesNoScorer(model.eval(), tok, prompter, None, batch_size=2).scores(histories, candidates)
+    assert bool((probs[:, :2].min(1).values > probs[:, 2:].max(1).values).all())
+    with pytest.raises(ValueError, match="needs listwise examples"):
+        trainer.data_collator([{"input_ids": [1], "labels": [1]}])
+    with pytest.raises(ValueError, match="Unknown ranking_loss 'pairwise'"):
+        TRSRSFTConfig(output_dir=str(tmp_path), ranking_loss="pairwise")
+
+
 # ------------------------------------------------------------------------------------------------ script
 TRSR_SPEC = MethodSpec("trsr", "LLM-TRSR", ("trsr",), "hfrec.methods.trsr.script",
                        "hfrec.methods.trsr.recommender:load_recommender", "trainers/sft_trsr.py",
@@ -338,8 +445,9 @@ def registered():
 
 @pytest.fixture(scope="module")
 def trained(tiny_setup, registered):  # noqa: F811  (tiny_setup is the fixture imported above)
+    """The cpu preset with both summary modes (the preset itself trains the hierarchical one only)."""
     out = tiny_setup["root"] / "trsr"
-    argv = method_argv(tiny_setup, out)
+    argv = [*method_argv(tiny_setup, out), "--summary_mode", "hierarchical,recurrent"]
     return {"trsr": (out, trsr_main(argv), argv)}
 
 
@@ -354,7 +462,13 @@ def test_script_rows_folder_and_summary_cache(trained):
     out, result, argv = trained["trsr"]
     records = json.loads((out / "eval_results.json").read_text())
     own = {r["summary_mode"]: r for r in records if r["model_type"] == "trsr"}
-    assert set(own) == {"hierarchical", "recurrent"}  # the cpu preset trains both summary modes
+    assert set(own) == {"hierarchical", "recurrent"}
+    # the benchmark contract: popularity and the teacher are baselines, the zero-shot row is on, trained rows cost
+    assert [r["method"] for r in records if r.get("baseline")] == ["popularity", "SASRec (teacher)"]
+    assert [r["model_type"] for r in records if not r.get("baseline")] == ["llm-zero-shot", "trsr", "trsr"]
+    for record in own.values():
+        assert record["train_s"] > 0 and record["train_tokens"] > 0 and record["ranking_loss"] == "listwise"
+        assert len(record["ranks"]) == record["num_users"] == 8 and record["rows_fingerprint"]
     assert {"HR@3", "MRR@3", "MRR@10", "NDCG@5"} <= set(own["recurrent"]["metrics"])
     assert result["final"] == own["hierarchical"]["metrics"]
     info = json.loads((out / "hfrec_recommender.json").read_text())
@@ -367,8 +481,12 @@ def test_script_rows_folder_and_summary_cache(trained):
     assert hasattr(model, "peft_config")
     shards = sorted(p.name for p in (out / "summaries").glob("shard-*"))
     assert shards and len(cache_table(out / "summaries")) > 0
-    trsr_main(argv)  # reruns reload the recommenders and read every summary from the cache
+    again = trsr_main(argv)  # reruns reload the recommenders and read every summary from the cache
     assert sorted(p.name for p in (out / "summaries").glob("shard-*")) == shards
+    assert again["final"] == result["final"]
+    reloaded = {r["summary_mode"]: r for r in json.loads((out / "eval_results.json").read_text())
+                if r["model_type"] == "trsr"}
+    assert reloaded["hierarchical"]["train_s"] == own["hierarchical"]["train_s"]  # the marker's recorded cost
     with pytest.raises(ValueError, match="trained with summary mode 'hierarchical', not 'recurrent'"):
         trsr_main([*argv, "--summary_mode", "recurrent,hierarchical"])  # the folder's own adapter is hierarchical
 
@@ -396,8 +514,21 @@ def test_pipeline_scores_equal_the_scripts_model(trained, tiny_setup, registered
     assert [got[c] for c in row["candidates"]] == pytest.approx(want.tolist(), abs=1e-6)
 
 
+def test_cpu_preset_is_hierarchical_listwise_on_the_first_100_users():
+    from hfrec.methods.trsr.script import TRSRScriptArguments
+
+    args = TRSRScriptArguments().apply_preset()
+    assert [m.value for m in args.modes()] == ["hierarchical"] and args.eval_users == 100 and args.zero_shot
+    assert (args.ranking_loss, args.num_negatives) == ("listwise", 4)
+    gpu = TRSRScriptArguments(preset="gpu").apply_preset()
+    assert (gpu.ranking_loss, gpu.num_negatives, gpu.popular_share) == ("pointwise", 1, 0.0)  # the paper's
+
+
 @pytest.mark.parametrize("flags, match", [
     (["--summary_mode", "tree"], "--summary_mode 'tree'"),
+    (["--ranking_loss", "pairwise"], "--ranking_loss 'pairwise'"),
+    (["--num_negatives", "0"], "--num_negatives must be >= 1"),
+    (["--popular_share", "2"], "--popular_share must be in"),
     (["--preset", "tpu"], "Unknown preset 'tpu'"),
     (["--dtype", "float8"], "Unknown dtype 'float8'"),
     (["--summary_generation_kwargs", "top_p=0.9"], "--summary_generation_kwargs must be a JSON object"),
@@ -426,7 +557,7 @@ def test_card_names_llm_trsr_and_its_own_rows(trained):
     names = {m["name"] for r in results for m in r["metrics"]}
     assert {"HR@1", "HR@3", "MRR@3", "MRR@10"} <= names
     own = next(r for r in json.loads((out / "eval_results.json").read_text())
-               if r.get("summary_mode") == "hierarchical")
+               if r.get("summary_mode") == "hierarchical" and r["model_type"] == "trsr")  # not the zero-shot row
     assert sorted(m["value"] for r in results for m in r["metrics"]) == sorted(own["metrics"].values())
     assert "| LLM-TRSR (recurrent summary) |" in text  # the folder's other mode is a comparison row
     assert "from hfrec import LlamaForCausalLM" not in text  # hfrec has no such class: the snippet uses the Auto one

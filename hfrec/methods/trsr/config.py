@@ -7,6 +7,10 @@ field                        LoRASFTConfig              TRSRSFTConfig
 ===========================  =========================  ===================================================
 lora_target_modules          ["all-linear"]             q_proj, k_proj, v_proj, o_proj (the released code)
 learning_rate                2e-4                       1e-4 (the released code)
+ranking_loss (new)           -                          "pointwise": the paper's yes/no cross-entropy, one
+                                                        example per candidate; "listwise": one example per
+                                                        training row, softmax over its candidates'
+                                                        yes-minus-no logits, cross-entropy on the target
 ===========================  =========================  ===================================================
 """
 
@@ -65,17 +69,34 @@ class TRSRSummaryConfig:
         return {**asdict(self), "mode": self.mode.value}
 
 
+class RankingLoss(str, Enum):
+    POINTWISE = "pointwise"  # the paper's: cross-entropy of the Yes / No answer of each candidate on its own
+    LISTWISE = "listwise"  # softmax over one row's candidates of their yes-minus-no logits, target = the positive
+
+
 @dataclass
 class TRSRSFTConfig(LoRASFTConfig):
     """The yes/no recommender: LoRA on the attention projections (the released code's r 8, alpha 16 on q/k/v/o),
-    trained on "summary + recent items + one candidate -> Yes / No" examples
-    (:func:`hfrec.methods.trsr.data.build_training_examples`)."""
+    trained on "summary + recent items + one candidate -> Yes / No" examples (pointwise) or on one row's target and
+    negatives together (listwise), both built by :func:`hfrec.methods.trsr.data.build_training_examples`."""
 
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate of the LoRA weights."})
     lora_target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         metadata={"help": "Modules that get LoRA (['all-linear'] = every linear layer but the LM head)."},
     )
+    ranking_loss: RankingLoss = field(
+        default=RankingLoss.POINTWISE,
+        metadata={"help": "pointwise (yes/no cross-entropy per candidate, the paper's) | listwise (softmax over a "
+                          "row's candidates of the yes-minus-no logits, one packed forward per row)."},
+    )
+
+    def __post_init__(self):
+        try:
+            self.ranking_loss = RankingLoss(self.ranking_loss)
+        except ValueError:
+            raise ValueError(f"Unknown ranking_loss {self.ranking_loss!r}: use 'pointwise' or 'listwise'") from None
+        super().__post_init__()
 
 
-__all__ = ["SummaryMode", "TRSRSFTConfig", "TRSRSummaryConfig"]
+__all__ = ["RankingLoss", "SummaryMode", "TRSRSFTConfig", "TRSRSummaryConfig"]

@@ -176,6 +176,15 @@ class TRSRPrompter(ItemTexts):
         return [completion_example(prompt + self.candidate_ids(c) + self.suffix_ids, [self.answer_ids[0 if p else 1]])
                 for c, p in zip(candidates, positive, strict=True)]
 
+    def listwise_example(self, summary: str | None, history: Sequence[int], candidates: Sequence[int]) -> dict:
+        """One listwise training example: ``prompt_ids``, ``candidate_ids`` (each candidate's text + the suffix, the
+        segments the ranking packs after the prompt) and ``positive``, the index of the target (0: the first)."""
+        if len(candidates) < 2:
+            raise ValueError(f"A listwise example needs the target and at least one negative, got {len(candidates)} "
+                             "candidate(s)")
+        return {"prompt_ids": self.prompt_ids(summary, history),
+                "candidate_ids": [self.candidate_ids(c) + self.suffix_ids for c in candidates], "positive": 0}
+
 
 __all__ = ["ANSWERS", "BLOCK_TEMPLATE", "ItemTexts", "MERGE_TEMPLATE", "PROMPT_VERSION", "RECOMMEND_TEMPLATE",
            "SummaryPrompter", "TRSRPrompter", "UPDATE_TEMPLATE"]

@@ -26,12 +26,12 @@ mode and ranks it again (the summaries come from the cache), reproducing the rec
 
 Presets (fields left unset take the preset's value; any flag overrides); weights default to ``--dtype auto``:
 
-``cpu``  sized for a 2-core AVX2-only CPU, offline, SmolLM2-135M-Instruct: both summary modes (hierarchical and
-         recurrent) over the last 2 blocks of 5 items, 32-token summaries, item texts of 20 tokens, 3 recent items,
-         16 training rows (32 examples) per mode, LoRA on q/k/v/o of the top 10 layers (the backward pass stops
-         there), the first 24 test users, no zero-shot row. Its cost is about 4 summaries per user (2 blocks, the
-         merge, 1 recurrent update; the recurrent first step is the cached block summary) for the 40 users, about
-         650 scored tokens per ranked user and row, and 64 short training examples.
+``cpu``  sized for a 2-core AVX2-only CPU, offline, SmolLM2-135M-Instruct: the hierarchical summary over the last
+         2 blocks of 5 items, 32-token summaries, item texts of 20 tokens, 3 recent items, 16 training rows, each
+         one listwise example of the target and 4 negatives (a softmax over the candidates' yes-minus-no logits),
+         LoRA on q/k/v/o of the top 10 layers (the backward pass stops there), the first 100 test users, the
+         zero-shot row. Its cost is about 3 summaries per user (2 blocks and the merge) for the 116 users and about
+         650 scored tokens per ranked user and row.
 ``gpu``  the full protocol: hierarchical, recurrent and no summary, 5 blocks of 5 items (the paper), 96-token
          summaries generated 1024 prompts at a time, 5 recent items, the 6 most recent training prefixes of every
          user (1 positive : 1 negative each) for 2 epochs, LoRA r 8 on every linear layer at 5e-4, batches of 64
@@ -68,10 +68,10 @@ from ..common.data import select_training_rows
 from ..common.prompts import ItemCatalog
 from ..common.ranking import RECALL_MRR_COLUMNS, RankingTable, rank_saved_runs, write_recommender_info
 from ..common.runs import MethodScriptArguments, copy_teacher, save_into, start_run
-from ..common.sft import decompile_decoder_layers
+from ..common.sft import decompile_decoder_layers, training_cost
 from ..common.teachers import load_or_train_teacher, teacher_display_name
-from .config import SummaryMode, TRSRSFTConfig, TRSRSummaryConfig
-from .data import build_training_examples, summary_histories
+from .config import RankingLoss, SummaryMode, TRSRSFTConfig, TRSRSummaryConfig
+from .data import build_training_examples, item_counts, summary_histories
 from .prompts import ANSWERS, TRSRPrompter
 from .recommender import YesNoScorer
 from .summaries import TRSRSummarizer
@@ -87,11 +87,12 @@ LABELS = {SummaryMode.HIERARCHICAL: "LLM-TRSR (hierarchical summary)",
 
 PRESETS: dict[str, dict] = {
     "cpu": dict(
-        summary_mode="hierarchical,recurrent", block_size=5, max_blocks=2, item_text_tokens=20,
+        summary_mode="hierarchical", block_size=5, max_blocks=2, item_text_tokens=20,
         summary_max_new_tokens=32, summary_batch_size=16, recent_items=3, train_rows_per_user=1, train_max_rows=16,
         num_train_epochs=1.0, learning_rate=1e-3, per_device_train_batch_size=8, gradient_accumulation_steps=1,
-        lora_target_modules="q_proj,k_proj,v_proj,o_proj", lora_top_layers=10, eval_users=24, eval_batch_size=8,
-        teacher_epochs=20, zero_shot=False, compile_layers=False, summary_throughput_users=0,
+        lora_target_modules="q_proj,k_proj,v_proj,o_proj", lora_top_layers=10, eval_users=100, eval_batch_size=8,
+        teacher_epochs=20, zero_shot=True, compile_layers=False, summary_throughput_users=0,
+        ranking_loss="listwise", num_negatives=4, popular_share=0.0,
     ),
     # The yes/no answer must first take the answer mass from the rest of the vocabulary (the untrained model's top
     # token after the turn change is neither Yes nor No), then learn which items are a user's next: one epoch of
@@ -106,6 +107,7 @@ PRESETS: dict[str, dict] = {
         learning_rate=5e-4, per_device_train_batch_size=64, gradient_accumulation_steps=1,
         lora_target_modules="all-linear", lora_top_layers=0, eval_users=0, eval_batch_size=64, teacher_epochs=200,
         zero_shot=True, compile_layers=True, summary_throughput_users=64,
+        ranking_loss="pointwise", num_negatives=1, popular_share=0.0,
     ),
 }
 
@@ -138,8 +140,15 @@ class TRSRScriptArguments(MethodScriptArguments):
     recent_items: int | None = field(default=None, metadata={"help": "Latest items shown after the summary."})
     train_rows_per_user: int | None = field(default=None, metadata={"help": "Recent training prefixes per user."})
     train_prefix_stride: int = field(default=1, metadata={"help": "Take every N-th recent prefix."})
-    train_max_rows: int | None = field(default=None, metadata={"help": "Cap on training rows (2 examples each; "
-                                                                        "0: no cap)."})
+    train_max_rows: int | None = field(default=None, metadata={"help": "Cap on training rows (0: no cap)."})
+    ranking_loss: str | None = field(
+        default=None, metadata={"help": "pointwise (the paper's yes/no cross-entropy, one example per candidate) | "
+                                        "listwise (softmax over a row's target and negatives of the yes-minus-no "
+                                        "logits)."})
+    num_negatives: int | None = field(default=None, metadata={"help": "Negatives per training row (paper: 1)."})
+    popular_share: float | None = field(
+        default=None, metadata={"help": "Share of each row's negatives drawn in proportion to the items' training "
+                                        "counts (the rest uniformly, as the stored candidates are drawn)."})
     num_train_epochs: float | None = field(default=None, metadata={"help": "Recommender epochs."})
     learning_rate: float | None = field(default=None, metadata={"help": "LoRA learning rate."})
     lora_target_modules: str | None = field(
@@ -165,6 +174,14 @@ class TRSRScriptArguments(MethodScriptArguments):
         self.modes()
         for name in ("summary_generation_kwargs", "sft_args"):
             json_flag(name, getattr(self, name))
+        try:
+            self.ranking_loss = RankingLoss(self.ranking_loss).value
+        except ValueError:
+            raise ValueError(f"--ranking_loss {self.ranking_loss!r}: use pointwise or listwise") from None
+        if self.num_negatives < 1:
+            raise ValueError(f"--num_negatives must be >= 1, got {self.num_negatives}")
+        if not 0.0 <= self.popular_share <= 1.0:
+            raise ValueError(f"--popular_share must be in [0, 1], got {self.popular_share}")
         if self.eval_split not in ("validation", "test"):
             raise ValueError(f"--eval_split must be validation or test, got {self.eval_split!r}")
         return self
@@ -283,7 +300,8 @@ def summary_throughput(summarizer: TRSRSummarizer, histories, timings: dict) -> 
 
 def train_recommender(args, mode: SummaryMode, folder: Path, out: Path, examples: list[dict], timings: dict):
     """LoRA on a fresh backbone; the adapter is saved into ``folder`` (the first mode's folder also gets the base
-    weights and tokenizer: the adapter's base is ``out`` itself). Returns the trained model."""
+    weights and tokenizer: the adapter's base is ``out`` itself) with the mode and the training's cost
+    (``training_cost``) in its marker. Returns the trained model and that cost."""
     model, tok = new_backbone(args)
     model.name_or_path = str(out.resolve())  # what the saved adapter names as its base
     if folder == out and int(os.environ.get("RANK", "0")) == 0:
@@ -291,21 +309,35 @@ def train_recommender(args, mode: SummaryMode, folder: Path, out: Path, examples
     checkpoints = out / "checkpoints" / mode.value
     config = args.sft_kwargs(checkpoints, args.num_train_epochs, args.learning_rate,
                              compile_layers=args.compile_layers)
+    config["ranking_loss"] = args.ranking_loss
     config.update(json_flag("sft_args", args.sft_args))
-    logger.info("%s: %d examples (mean %.0f tokens)", LABELS[mode], len(examples),
-                sum(len(e["input_ids"]) for e in examples) / max(len(examples), 1))
+    logger.info("%s: %d %s examples (mean %.0f tokens)", LABELS[mode], len(examples), args.ranking_loss,
+                sum(example_tokens(e) for e in examples) / max(len(examples), 1))
     trainer = TRSRSFTTrainer(model=model, args=TRSRSFTConfig(**config), train_dataset=Dataset.from_list(examples),
                              processing_class=tok)
     resume = get_last_checkpoint(str(checkpoints)) if args.resume_from_checkpoint and checkpoints.exists() else None
     with timed(timings, f"train_{mode.value}_s"):
         trainer.train(resume_from_checkpoint=resume)
+    cost = training_cost(trainer)
     peft_model = trainer.accelerator.unwrap_model(trainer.model)
     if trainer.is_world_process_zero():
         save_into(folder, peft_model.save_pretrained)
-        atomic_write_json(folder / MODE_MARKER, {"summary_mode": mode.value})
+        atomic_write_json(folder / MODE_MARKER, {"summary_mode": mode.value, "training_cost": cost})
     trainer.accelerator.wait_for_everyone()
     decompile_decoder_layers(peft_model)  # ranking gains nothing from compiled layers
-    return peft_model.eval()
+    return peft_model.eval(), cost
+
+
+def example_tokens(example: dict) -> int:
+    """Tokens one training example forwards (pointwise: its ids; listwise: the prompt once + every segment)."""
+    if "input_ids" in example:
+        return len(example["input_ids"])
+    return len(example["prompt_ids"]) + sum(map(len, example["candidate_ids"]))
+
+
+def saved_cost(folder: Path) -> dict:
+    """The training cost a trained mode's marker recorded (a rerun re-ranks it without training)."""
+    return json.loads((folder / MODE_MARKER).read_text()).get("training_cost") or {}
 
 
 def save_recommender_info(args, out: Path, modes, teacher_dir: Path, ds, domain: str) -> None:
@@ -358,10 +390,11 @@ def main(argv: list[str] | None = None) -> dict:
     table = RankingTable(ds.name, args.eval_split, args.num_candidates, args.split_seed, command,
                          columns=RECALL_MRR_COLUMNS)
     table.add("popularity", "popularity", evaluate_scorer(popularity_scorer(ds["train"], ds.num_items), eval_rows,
-                                                          "candidates", ks=KS, progress=False), n)
+                                                          "candidates", ks=KS, progress=False), n, baseline=True)
     teacher_name = teacher_display_name(teacher)
     table.add(f"{teacher_name} (teacher)", teacher.config.model_type,
-              evaluate_scorer(sr_model_scorer(teacher), eval_rows, "candidates", ks=KS, progress=False), n)
+              evaluate_scorer(sr_model_scorer(teacher), eval_rows, "candidates", ks=KS, progress=False), n,
+              baseline=True)
 
     train_rows = select_training_rows(ds["train"], args.train_rows_per_user, args.train_max_rows or None,
                                       seed=args.seed + 1, stride=args.train_prefix_stride)
@@ -377,7 +410,7 @@ def main(argv: list[str] | None = None) -> dict:
                             recent_items=args.recent_items)
     backbone_label = Path(resolve_backbone(args.backbone)).name
     progress = not args.disable_tqdm
-    if args.zero_shot and not all(trained.values()):
+    if args.zero_shot:  # also on a rerun that reloads every recommender: the row belongs to the run's table
         first = summarizers.get(modes[0])
         zero = first.generator.model if first is not None and args.summarizer is None else new_backbone(args)[0]
         rank(table, f"zero-shot LLM ({backbone_label})", "llm-zero-shot",
@@ -385,17 +418,21 @@ def main(argv: list[str] | None = None) -> dict:
              "rank_zero_shot_s", summary_mode=modes[0].value)
 
     final = {}
+    counts = item_counts(ds["train"], ds.num_items) if args.popular_share else None
     for mode in modes:
         folder = mode_dir(out, modes, mode)
         if trained[mode]:
-            model = load_trained(args, folder)
+            model, cost = load_trained(args, folder), saved_cost(folder)
         else:
-            examples = build_training_examples(train_rows, prompter, ds.num_items, train_summaries.get(mode),
-                                               seed=args.seed + 2)
-            model = train_recommender(args, mode, folder, out, examples, timings)
+            examples = build_training_examples(
+                train_rows, prompter, ds.num_items, train_summaries.get(mode), seed=args.seed + 2,
+                num_negatives=args.num_negatives, listwise=args.ranking_loss == "listwise",
+                popular_share=args.popular_share, counts=counts)
+            model, cost = train_recommender(args, mode, folder, out, examples, timings)
         scorer = YesNoScorer(model, tok, prompter, summarizers.get(mode), args.eval_batch_size, progress)
         metrics = rank(table, LABELS[mode], "trsr", scorer, eval_rows, timings, f"rank_{mode.value}_s",
-                       summary_mode=mode.value)
+                       summary_mode=mode.value, ranking_loss=args.ranking_loss, num_negatives=args.num_negatives,
+                       popular_share=args.popular_share, **cost)
         final = final or metrics
         del model, scorer
     with timed(timings, "rank_compared_s"):
