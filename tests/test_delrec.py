@@ -181,6 +181,45 @@ def test_prompt_domain_variants(domain):
     assert ex["labels"][n_prompt:] == ex["input_ids"][n_prompt:] == pr.completion_ids(3)
 
 
+@pytest.mark.parametrize("title, expected", [
+    ("Usual Suspects, The (1995)", "The Usual Suspects (1995)"),
+    ("Mis\u00e9rables, Les (1995)", "Les Mis\u00e9rables (1995)"),
+    ("City of Lost Children, The (1995)", "The City of Lost Children (1995)"),
+    ("Toy Story (1995)", "Toy Story (1995)"),  # no article
+    ("Cry, the Beloved Country (1995)", "Cry, the Beloved Country (1995)"),  # a comma, but no trailing article
+    ("Star Maker, The (Uomo delle stelle, L') (1995)", "The Star Maker (L'Uomo delle stelle) (1995)"),
+    ("Seven (Se7en) (1995)", "Seven (Se7en) (1995)"),
+    ("Big Blue, The", "The Big Blue"),  # no year
+])
+def test_article_first_titles(title, expected):
+    from hfrec.methods.common.prompts import article_first_title
+
+    assert article_first_title(title) == expected
+    catalog = ItemCatalog.from_items({1: title, 2: "Heat (1995)"}, title_style="article_first")
+    assert catalog.titles_of([1, 2]) == [expected, "Heat (1995)"]
+    assert ItemCatalog.from_items({1: title}).title(1) == title  # the default keeps the dataset's titles
+    assert catalog.item_id(expected) == 1
+
+
+def test_title_style_bad_value_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"Unknown title_style 'articles'.*article_first"):
+        ItemCatalog.from_items({1: "A"}, title_style="articles")
+
+
+@pytest.mark.parametrize("hints, expect_hint", [(True, True), (False, False)])
+def test_recommendation_prompt_with_and_without_teacher_hints(hints, expect_hint):
+    pr = DELRecPrompter(tiny_tokenizer(), CATALOG, teacher_name="SASRec", teacher_hints=hints)
+    text = pr.recommendation_text([1, 2], [3, 4], [4])
+    assert ("The sequential recommender SASRec suggests: item 4.\n" in text) is expect_hint
+    assert "oldest first: item 1; item 2.\nCandidate movies: item 3; item 4.\n" in text or expect_hint
+    # without hints the teacher is never asked (None would fail at its first call)
+    if not hints:
+        prompts = build_ranking_inputs(rows(3), pr, None, 3)[0]
+        assert prompts == [pr.encode(pr.recommendation_text(r["history"], r["candidates"])) for r in rows(3)]
+        examples = build_recommendation_examples(rows(3), pr, None, N_ITEMS, 3, num_candidates=4)
+        assert all("suggests" not in tiny_tokenizer().decode(e["input_ids"]) for e in examples)
+
+
 def test_stage1_examples_mix_tasks_and_mask_the_prompt():
     model, tok = tiny_delrec()
     pr = DELRecPrompter(tok, CATALOG, num_virtual_tokens=NVT, max_history=5)
@@ -320,6 +359,8 @@ def test_compiled_layers_score_like_eager_and_train(tmp_path):
     (["--length_normalize", "auto", "--eval_split", "validation"], "needs --eval_split test"),
     (["--preset", "laptop"], "Unknown preset"),
     (["--stages", "3"], "--stages must be"),
+    (["--prompt_hints", "top5"], "--prompt_hints must be teacher_topk or none"),
+    (["--item_titles", "the_first"], "--item_titles must be one of"),
 ])
 def test_script_arguments_bad_values(argv, message):
     from hfrec.methods.delrec.script import make_parser
@@ -392,6 +433,66 @@ def test_script_under_accelerate_two_processes(tiny_folder, tmp_path):
     again = main([*argv, "--stages", "eval"])  # one process, the saved adapter + base
     assert again["DELRec"] == pytest.approx(recorded["DELRec"])
     assert set(recorded) >= {"popularity", "DELRec, untrained soft prompt", "DELRec"}
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher_and_backbone(tiny_folder, tmp_path_factory):
+    from hfrec.trainers.train_sr import main as train_sr
+
+    root = tmp_path_factory.mktemp("delrec_tiny")
+    teacher, backbone = root / "teacher", root / "backbone"
+    train_sr(["--model", "sasrec", "--dataset", "atomic", "--data_dir", str(tiny_folder), "--output_dir", str(teacher),
+              "--num_candidates", "10", "--max_seq_length", "8", "--num_train_epochs", "2", "--disable_tqdm", "true",
+              "--model_kwargs", '{"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1}'])
+    tiny_lm(seed=1).save_pretrained(backbone)
+    tiny_tokenizer().save_pretrained(backbone)
+    return teacher, backbone
+
+
+@pytest.mark.parametrize("hints", ["teacher_topk", "none"])
+def test_script_rows_for_the_benchmark_table(tiny_folder, tiny_teacher_and_backbone, tmp_path, hints):
+    """The records ``hfrec benchmark`` builds its one table from: baselines marked, every LLM row ranked on the same
+    users and candidate lists with its per-user ranks, the cost of each row (0 for untrained rows, both stages for
+    DELRec), the zero-shot label saying whether it saw the teacher's hint, and the no-soft-prompt ablation; a rerun
+    on the folder re-ranks the saved models with their recorded costs."""
+    from hfrec.methods.delrec.script import main
+
+    teacher, backbone = tiny_teacher_and_backbone
+    out = tmp_path / "delrec"
+    argv = ["--preset", "cpu", "--dataset", "atomic", "--data_dir", str(tiny_folder), "--backbone", str(backbone),
+            "--dtype", "float32", "--teacher_dir", str(teacher), "--output_dir", str(out), "--num_candidates", "10",
+            "--eval_users", "8", "--stage1_max_rows", "4", "--stage2_max_rows", "8", "--per_device_train_batch_size",
+            "4", "--zero_shot", "true", "--ablation_no_soft_prompt", "true", "--prompt_hints", hints,
+            "--disable_tqdm", "true"]
+    main(argv)
+    records = {r["method"]: r for r in json.loads((out / "eval_results.json").read_text())}
+    zero_shot = "zero-shot LLM (backbone), with SASRec top-3 hint" if hints == "teacher_topk" else "zero-shot LLM (backbone)"
+    ablation = "DELRec, stage 2 without soft prompt (LoRA only)"
+    assert list(records) == ["popularity", "SASRec (teacher)", zero_shot, "DELRec, untrained soft prompt", "DELRec",
+                             ablation]
+    assert [bool(r.get("baseline")) for r in records.values()] == [True, True, False, False, False, False]
+    assert len({r["rows_fingerprint"] for r in records.values()}) == 1
+    for record in records.values():
+        assert len(record["ranks"]) == len(record["user_ids"]) == 8
+    for label in (zero_shot, "DELRec, untrained soft prompt"):
+        assert (records[label]["train_s"], records[label]["train_tokens"]) == (0.0, 0)
+    stage1 = json.loads((out / "stage1" / "stage1_done.json").read_text())["cost"]
+    cost = json.loads((out / "delrec_training_cost.json").read_text())
+    assert cost["stage1"] == stage1 and stage1["train_tokens"] > 0 and cost["stage2"]["train_tokens"] > 0
+    assert records["DELRec"]["train_tokens"] == stage1["train_tokens"] + cost["stage2"]["train_tokens"]
+    assert records["DELRec"]["train_s"] == pytest.approx(stage1["train_s"] + cost["stage2"]["train_s"], abs=0.11)
+    # the ablation trains stage 2 on the same rows, minus the soft prompt's tokens in every prompt
+    no_sp = records[ablation]
+    assert 0 < no_sp["train_tokens"] < cost["stage2"]["train_tokens"]
+    assert (out / "no_soft_prompt" / "adapter_config.json").exists()
+    assert json.loads((out / "hfrec_recommender.json").read_text())["prompt_hints"] == hints
+
+    again = {r["method"]: r for r in json.loads((out / "eval_results.json").read_text())} if main(argv) else None
+    assert list(again) == ["popularity", "SASRec (teacher)", "DELRec", ablation]  # reloaded, not retrained
+    for label in ("DELRec", ablation):
+        assert again[label]["ranks"] == records[label]["ranks"]
+        assert (again[label]["train_s"], again[label]["train_tokens"]) == (records[label]["train_s"],
+                                                                           records[label]["train_tokens"])
 
 
 # ------------------------------------------------------------------------------------------------ slow: real backbone

@@ -1,7 +1,9 @@
 """What every LLM method needs to turn items and users into tokens.
 
 * :class:`ItemCatalog` - item id -> title and the other text fields the dataset has (MovieLens: genres, year;
-  Amazon: brand, categories, description), rendered as one line per item and cut to a per-item token budget.
+  Amazon: brand, categories, description), rendered as one line per item and cut to a per-item token budget;
+  opt-in ``title_style="article_first"`` turns MovieLens's "Usual Suspects, The (1995)" into "The Usual Suspects
+  (1995)" (:func:`article_first_title`).
 * :func:`encode_chat` - a system + user turn through the tokenizer's chat template (instruction-tuned backbones
   answer far better that way), plain text otherwise.
 * :func:`completion_example` - prompt + completion token ids with ``labels`` -100 on the prompt.
@@ -31,6 +33,31 @@ DOMAIN_WORDS: dict[str, dict[str, str]] = {
 _NON_TEXT_COLUMNS = {"item_id", "title", "original_id", "item_token"}
 
 
+# articles MovieLens moves behind the title ("Usual Suspects, The"; "Misérables, Les"; "Uomo delle stelle, L'")
+_TRAILING_ARTICLE = re.compile(
+    r"(?P<body>.+), (?P<article>The|A|An|Les|La|Le|L'|Il|Lo|Gli|Das|Der|Die|Det|Den|El|Los|Las|O|Os|Un|Une)")
+_PARENTHESISED_TAIL = re.compile(r"(?P<main>.*?)(?P<tail>(?: \([^()]*\))*)")
+TITLE_STYLES = ("as_is", "article_first")
+
+
+def article_first_title(title: str) -> str:
+    """``"Usual Suspects, The (1995)"`` -> ``"The Usual Suspects (1995)"``: a trailing article moves to the front, in
+    the title and in each parenthesised alternative title (``"Star Maker, The (Uomo delle stelle, L') (1995)"`` ->
+    ``"The Star Maker (L'Uomo delle stelle) (1995)"``), as the official DELRec code writes ML-100K titles. A title
+    without a trailing article comes back unchanged."""
+
+    def front(part: str) -> str:
+        m = _TRAILING_ARTICLE.fullmatch(part)
+        if m is None:
+            return part
+        article = m["article"]
+        return f"{article}{'' if article.endswith(chr(39)) else ' '}{m['body']}"
+
+    m = _PARENTHESISED_TAIL.fullmatch(title)
+    groups = re.findall(r" \(([^()]*)\)", m["tail"])
+    return front(m["main"]) + "".join(f" ({front(g)})" for g in groups)
+
+
 def check_domain(domain: str) -> str:
     if domain not in DOMAIN_WORDS:
         raise ValueError(f"Unknown domain {domain!r} for prompts; choose one of {sorted(DOMAIN_WORDS)}")
@@ -50,9 +77,23 @@ class ItemCatalog:
     fields: dict[str, list[str | None]] = field(default_factory=dict)
 
     @classmethod
-    def from_items(cls, items) -> "ItemCatalog":
+    def from_items(cls, items, title_style: str = "as_is") -> "ItemCatalog":
         """From ``ds.item_table`` (a ``datasets.Dataset`` or any mapping of columns with ``item_id`` and ``title``;
-        every other string column becomes a text field), or a ``{item_id: title}`` dict."""
+        every other string column becomes a text field), or a ``{item_id: title}`` dict; ``title_style`` as in
+        :meth:`with_title_style`."""
+        return cls._from_items(items).with_title_style(title_style)
+
+    def with_title_style(self, title_style: str) -> "ItemCatalog":
+        """``as_is``: this catalogue; ``article_first``: a copy with every title through :func:`article_first_title`."""
+        if title_style not in TITLE_STYLES:
+            raise ValueError(f"Unknown title_style {title_style!r}: use one of {list(TITLE_STYLES)}")
+        if title_style == "as_is":
+            return self
+        titles = [article_first_title(t) if isinstance(t, str) else t for t in self.titles]
+        return type(self)(titles, {name: list(values) for name, values in self.fields.items()})
+
+    @classmethod
+    def _from_items(cls, items) -> "ItemCatalog":
         if isinstance(items, Mapping) and "item_id" not in items:
             n = max((int(k) for k in items), default=0)
             titles: list[str | None] = [None] * (n + 1)
@@ -198,6 +239,8 @@ def sample_negatives(rng: random.Random, num_items: int, exclude: set[int], n: i
 __all__ = [
     "DOMAIN_WORDS",
     "ItemCatalog",
+    "TITLE_STYLES",
+    "article_first_title",
     "check_domain",
     "check_placeholder_token",
     "completion_example",

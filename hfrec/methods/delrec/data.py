@@ -4,8 +4,9 @@
   as ``[MASK]``, a candidate list holding that item; target = the masked item.
 * Stage 1, recommendation pattern simulating (RPS, ``task=1``): the history and a candidate list holding the
   teacher's top-``rps_top_k`` (the rest random unseen items); target = the teacher's top-1.
-* Stage 2, recommendation: history + the teacher's top-k + ``num_candidates`` candidates (the target and
-  unseen negatives: sampled for training rows, the stored lists for validation/test); target = the true next item.
+* Stage 2, recommendation: history + the teacher's top-k (unless the prompter's ``teacher_hints`` is off) +
+  ``num_candidates`` candidates (the target and unseen negatives: sampled for training rows, the stored lists for
+  validation/test); target = the true next item.
 
 Training rows are prefixes of the train split (leave-one-out; CONTRACTS.md). The slices are taken so the target
 is never inside the shown history (the released code's off-by-one is not copied: ``history`` here is exactly
@@ -81,7 +82,8 @@ def build_recommendation_examples(
         cands = [target] + sample_negatives(rng, num_items, set(hist) | {target}, num_candidates - 1)
         rng.shuffle(cands)
         all_cands.append(cands)
-    tops = teacher_recommendations(teacher, histories, all_cands, teacher_top_k_n, topk_scope)
+    tops = (teacher_recommendations(teacher, histories, all_cands, teacher_top_k_n, topk_scope)
+            if prompter.teacher_hints else [()] * len(rows))
     out = []
     for r, hist, cands, top in zip(rows, histories, all_cands, tops):
         text = prompter.recommendation_text(hist, cands, top)
@@ -100,8 +102,8 @@ def build_ranking_inputs(
     rows = [dict(r) for r in rows]
     histories = [list(r["history"]) for r in rows]
     excl = [list(r.get("full_history", r["history"])) for r in rows]
-    tops = teacher_recommendations(teacher, histories, [r["candidates"] for r in rows], teacher_top_k_n, topk_scope,
-                                   excl)
+    tops = (teacher_recommendations(teacher, histories, [r["candidates"] for r in rows], teacher_top_k_n, topk_scope,
+                                    excl) if prompter.teacher_hints else [()] * len(rows))
     prompts, cand_titles = [], []
     for r, hist, top in zip(rows, histories, tops):
         prompts.append(prompter.encode(prompter.recommendation_text(hist, r["candidates"], top)))

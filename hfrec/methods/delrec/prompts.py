@@ -4,7 +4,8 @@ Templates have domain variants (movie, game, product, music, and a generic item)
 the structure does not.
 A soft prompt appears as ``num_virtual_tokens`` copies of a placeholder token that the model overwrites with the
 learned vectors (see ``hfrec.models.delrec``); with ``num_virtual_tokens=0`` the soft-prompt sentence is left out
-(the zero-shot LLM baseline sees the same prompt otherwise).
+(the zero-shot LLM baseline sees the same prompt otherwise). ``teacher_hints=False`` leaves the teacher's top-k out
+of the recommendation prompt (the official stage-2 prompt).
 
 Every prompt is a user turn rendered with the tokenizer's chat template when it has one (instruction-tuned
 backbones answer far better that way) and the target is the item title followed by EOS. Bad inputs raise
@@ -26,10 +27,14 @@ SOFT_PROMPT_SENTENCE = "What {teacher} has learned about sequential patterns: {s
 RECOMMENDATION_TEMPLATE = (
     "{soft_sentence}"
     "The user has {past} these {items}, oldest first: {history}.\n"
-    "The sequential recommender {teacher} suggests: {topk}.\n"
+    "{hint_sentence}"
     "{candidate_sentence}"
     "Which {item} will the user {present} next?"
 )
+
+# the teacher's top-k in the stage-2 prompt (hfrec's default); the official stage-2 prompt (LSR) has no teacher
+# predictions, which `teacher_hints=False` gives
+HINT_SENTENCE = "The sequential recommender {teacher} suggests: {topk}.\n"
 
 CANDIDATE_SENTENCE = "Candidate {items}: {candidates}.\n"
 
@@ -65,6 +70,8 @@ class DELRecPrompter:
         use_chat_template: render as a user turn of the tokenizer's chat template, when it has one.
         show_candidates: list the candidates in the recommendation prompt (the paper's prompt; off only to
             shorten prompts: ranking scores the candidate titles either way).
+        teacher_hints: show the teacher's top-k in the recommendation prompt (off: the official stage-2 prompt,
+            which has no teacher predictions; the TA / RPS prompts of stage 1 are the same either way).
     """
 
     tokenizer: object
@@ -76,6 +83,7 @@ class DELRecPrompter:
     max_history: int = 10
     use_chat_template: bool = True
     show_candidates: bool = True
+    teacher_hints: bool = True
     _completion_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -113,7 +121,10 @@ class DELRecPrompter:
         return RECOMMENDATION_TEMPLATE.format(
             soft_sentence=self._soft_sentence(),
             history=self._join(self.catalog.titles_of(hist)),
-            topk=self._join(self.catalog.titles_of(list(teacher_topk), "recommended item")) if len(teacher_topk) else "nothing",
+            hint_sentence=HINT_SENTENCE.format(
+                teacher=self.teacher_name,
+                topk=self._join(self.catalog.titles_of(list(teacher_topk), "recommended item"))
+                if len(teacher_topk) else "nothing") if self.teacher_hints else "",
             candidate_sentence=CANDIDATE_SENTENCE.format(candidates=self._join(cand_titles), **self.words)
             if self.show_candidates else "",
             teacher=self.teacher_name,
@@ -163,6 +174,7 @@ class DELRecPrompter:
 
 __all__ = [
     "DELRecPrompter",
+    "HINT_SENTENCE",
     "PATTERN_SIMULATING_TEMPLATE",
     "RECOMMENDATION_TEMPLATE",
     "TEMPORAL_ANALYSIS_TEMPLATE",

@@ -22,11 +22,13 @@ def load_recommender(model, folder: Path, info: dict, dataset=None, data_dir=Non
                          "DELRec script (trainers/sft_delrec.py), which the pipeline needs to build DELRec's prompt")
     teacher = AutoModel.from_pretrained(str(Path(folder) / info["teacher"])).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    catalog = load_catalog(info, dataset, data_dir)
+    # runs saved before the prompt variants existed used the dataset's titles and the teacher's top-k
+    catalog = load_catalog(info, dataset, data_dir).with_title_style(info.get("item_titles", "as_is"))
     config = model.config
     prompter = DELRecPrompter(tokenizer, catalog, domain=info["domain"], teacher_name=teacher_display_name(teacher),
                               num_virtual_tokens=config.num_virtual_tokens, soft_prompt_token=config.soft_prompt_token,
-                              max_history=info["max_history"], show_candidates=info["show_candidates"])
+                              max_history=info["max_history"], show_candidates=info["show_candidates"],
+                              teacher_hints=info.get("prompt_hints", "teacher_topk") != "none")
 
     def prompts(rows):
         return build_ranking_inputs([dict(zip(rows, values)) for values in zip(*rows.values())], prompter, teacher,

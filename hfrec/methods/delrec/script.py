@@ -6,9 +6,13 @@
     python trainers/sft_delrec.py ... --resume_from_checkpoint true      # continue where it stopped
     hfrec train delrec --preset cpu --output_dir runs/delrec-cpu          # the same, through the CLI
 
-The table compares, on the same test users and the same stored candidate lists: popularity, the SR teacher,
-the zero-shot LLM (the backbone with the same prompt, no soft prompt; gpu preset or ``--zero_shot true``), DELRec
-with its untrained soft prompt (before stage 1, no LoRA) and DELRec. Every LLM row ranks candidates by title
+The table compares, on the same test users and the same stored candidate lists: popularity, the SR teacher
+(both marked ``baseline``: ``hfrec benchmark`` ranks them itself), the zero-shot LLM (the backbone with the same
+prompt, teacher hint included, no soft prompt; gpu preset or ``--zero_shot true``), DELRec with its untrained soft
+prompt (before stage 1, no LoRA: the untrained-backbone row of the cpu preset), DELRec and, with
+``--ablation_no_soft_prompt`` (gpu preset), stage 2 alone: LoRA trained on the same prompt minus the soft prompt,
+which measures what stage 1 adds. Trained rows carry their cost (``train_s``, ``train_tokens``; DELRec's row both
+stages). Every LLM row ranks candidates by title
 log-likelihood through ``hfrec.evaluation.evaluate_scorer`` (``hfrec.methods.common.ranking``), so every prediction
 is a valid item. The steps live in functions (``train_stage1``, ``train_stage2``, ``rank_llm_row``); ``main`` only
 wires them. Rerunning on a folder that holds a trained DELRec reloads and re-ranks it.
@@ -19,12 +23,18 @@ Presets (fields left unset take the preset's value; any flag overrides); weights
 ``cpu``  sized for a 2-core AVX2-only CPU (bench/RESULTS.md), offline, SmolLM2-135M-Instruct: 10 virtual tokens,
          5 history items, the teacher's top-3, no candidate list in the prompt (shorter prompts; ranking scores the
          candidate titles either way), 24 stage-1 and 96 stage-2 examples, LoRA on the q/v projections of the top 10
-         layers (the backward pass stops there), the first 100 test users, no zero-shot row.
+         layers (the backward pass stops there), the first 100 test users, no zero-shot row, no ablation row.
 ``gpu``  the full protocol: 100 virtual tokens (paper), 10 history items, top-5, the 20 candidates listed, every
          test user, ~3.8k stage-1 examples (1 epoch) and ~15k stage-2 examples (16 recent prefixes per user,
          2 epochs), LoRA on every linear layer, batch 64, stage-2 decoder layers compiled (``compile_layers``),
-         each LLM row's length normalisation picked on the validation users.
+         each LLM row's length normalisation picked on the validation users, the stage-2-without-soft-prompt
+         ablation row.
          ``--group_by_length`` cuts padding but was slower with compiled layers on the H100.
+
+Prompt variants (issue 19): ``--prompt_hints none`` is the official stage-2 prompt (LSR), with no teacher
+predictions (the zero-shot row then has no hint either); ``--item_titles article_first`` writes "The Usual Suspects
+(1995)" for MovieLens's "Usual Suspects, The (1995)", as the official code does. Both are saved with the model, so
+the pipeline rebuilds the same prompt.
 """
 
 from __future__ import annotations
@@ -49,11 +59,11 @@ from ...models.delrec import DELRecForCausalLM
 from ...utils import atomic_write_json, run_script
 from ..common.backbones import resolve_dtype
 from ..common.data import select_training_rows
-from ..common.prompts import ItemCatalog
+from ..common.prompts import TITLE_STYLES, ItemCatalog
 from ..common.ranking import (GenerateThenMatchScorer, LikelihoodScorer, RankingTable, choose_length_normalization,
                               rank_saved_runs, write_recommender_info)
 from ..common.runs import MethodScriptArguments, copy_teacher, save_into, start_run
-from ..common.sft import decompile_decoder_layers
+from ..common.sft import decompile_decoder_layers, training_cost
 from ..common.teachers import load_or_train_teacher, teacher_display_name
 from .config import DELRecDistillConfig, DELRecSFTConfig
 from .data import build_ranking_inputs, build_recommendation_examples, build_stage1_examples
@@ -70,7 +80,7 @@ PRESETS: dict[str, dict] = {
         per_device_train_batch_size=8, gradient_accumulation_steps=1, eval_users=100, eval_batch_size=8,
         teacher_epochs=20, dtype="auto", lora_target_modules="q_proj,v_proj", lora_dropout=0.0,
         length_normalize="1.0", compile_layers=False, group_by_length=False, zero_shot=False,
-        lora_top_layers=10,
+        lora_top_layers=10, ablation_no_soft_prompt=False,
     ),
     "gpu": dict(
         num_virtual_tokens=100, teacher_top_k=5, max_history=10, show_candidates=True, stage1_candidates=10,
@@ -79,7 +89,7 @@ PRESETS: dict[str, dict] = {
         per_device_train_batch_size=64, gradient_accumulation_steps=1, eval_users=None, eval_batch_size=64,
         teacher_epochs=200, dtype="auto", lora_target_modules="all-linear", lora_dropout=0.0,
         length_normalize="auto", compile_layers=True, group_by_length=False, zero_shot=True,
-        lora_top_layers=0,
+        lora_top_layers=0, ablation_no_soft_prompt=True,
     ),
 }
 
@@ -138,6 +148,18 @@ class DELRecScriptArguments(MethodScriptArguments):
     zero_shot: bool | None = field(default=None, metadata={"help": "Also rank with the zero-shot LLM (one more LLM "
                                                                     "ranking: the cpu preset leaves it out)."})
     generate_then_match: bool = field(default=False, metadata={"help": "Also greedy-decode and report valid ratio."})
+    ablation_no_soft_prompt: bool | None = field(
+        default=None,
+        metadata={"help": "Also train stage 2 alone (LoRA on the same prompt minus the soft prompt, same rows and "
+                  "settings) and rank it: what stage 1 adds (gpu preset: on; one more training and ranking)."})
+    prompt_hints: str = field(
+        default="teacher_topk",
+        metadata={"help": "teacher_topk: the stage-2 prompt shows the teacher's top-k; none: the official stage-2 "
+                  "prompt, without teacher predictions (stage 1's RPS task still simulates the teacher)."})
+    item_titles: str = field(
+        default="as_is",
+        metadata={"help": "as_is: the dataset's titles; article_first: 'Usual Suspects, The (1995)' -> 'The Usual "
+                  "Suspects (1995)' (the official DELRec code's form)."})
 
     def apply_preset(self) -> "DELRecScriptArguments":
         if self.preset not in (*PRESETS, "none"):
@@ -151,12 +173,16 @@ class DELRecScriptArguments(MethodScriptArguments):
                     "stage1_learning_rate", "stage2_rows_per_user", "stage2_epochs", "stage2_learning_rate",
                     "per_device_train_batch_size", "gradient_accumulation_steps", "eval_batch_size",
                     "teacher_epochs", "lora_target_modules", "lora_dropout", "length_normalize", "compile_layers",
-                    "group_by_length", "zero_shot", "lora_top_layers"):
+                    "group_by_length", "zero_shot", "lora_top_layers", "ablation_no_soft_prompt"):
             if getattr(self, key) is None:
                 setattr(self, key, fallback[key])
         if self.dtype is None:
             self.dtype = "auto"
         resolve_dtype(self.dtype)  # a clear error for an unknown name
+        if self.prompt_hints not in ("teacher_topk", "none"):
+            raise ValueError(f"--prompt_hints must be teacher_topk or none, got {self.prompt_hints!r}")
+        if self.item_titles not in TITLE_STYLES:
+            raise ValueError(f"--item_titles must be one of {list(TITLE_STYLES)}, got {self.item_titles!r}")
         if self.stages not in ("1", "2", "both", "eval"):
             raise ValueError(f"--stages must be 1, 2, both or eval, got {self.stages!r}")
         if self.length_normalize != "auto":
@@ -181,12 +207,14 @@ def make_parser() -> HfArgumentParser:
 
 # ---------------------------------------------------------------------------------------------------- steps
 def train_stage1(args, model, tok, prompter, teacher, ds, out: Path, timings: dict):
-    """Stage 1 (soft prompt only); returns the model to continue with (a fresh copy when FSDP sharded it)."""
+    """Stage 1 (soft prompt only); returns the model to continue with (a fresh copy when FSDP sharded it) and the
+    stage's cost (``training_cost``)."""
     s1_dir = out / "stage1"
     done_marker = s1_dir / "stage1_done.json"
     if args.resume_from_checkpoint and done_marker.exists():
         logger.info("Stage 1 already done: loading the soft prompt from %s", s1_dir)
-        return model.load_soft_prompt(s1_dir)
+        cost = json.loads(done_marker.read_text()).get("cost") or {"train_s": None, "train_tokens": None}
+        return model.load_soft_prompt(s1_dir), cost
     t0 = time.time()
     rows = select_training_rows(ds["train"], args.stage1_rows_per_user, args.stage1_max_rows, seed=args.seed,
                                 min_history=2)
@@ -206,19 +234,21 @@ def train_stage1(args, model, tok, prompter, teacher, ds, out: Path, timings: di
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(s1_dir))
     timings["stage1_s"] = round(time.time() - t0, 1)
+    cost = training_cost(trainer)
     if trainer.is_world_process_zero():
         atomic_write_json(done_marker, {"examples": len(examples), "train_runtime": result.metrics.get("train_runtime"),
-                                        "task_weights": trainer.task_weights.tolist()})
+                                        "task_weights": trainer.task_weights.tolist(), "cost": cost})
     sharded = trainer.is_fsdp_enabled
     trainer.accelerator.wait_for_everyone()
     del trainer
     if sharded:  # FSDP sharded the modules in place: stage 2 starts from a fresh copy + the saved soft prompt
-        return new_delrec(args, teacher, ds)[0].load_soft_prompt(s1_dir)
-    return model
+        return new_delrec(args, teacher, ds)[0].load_soft_prompt(s1_dir), cost
+    return model, cost
 
 
-def train_stage2(args, model, tok, prompter, teacher, ds, out: Path, timings: dict):
-    """Stage 2 (LoRA, soft prompt frozen); saves base + adapter into ``out`` and returns the trained model."""
+def train_stage2(args, model, tok, prompter, teacher, ds, out: Path, timings: dict, timing_key: str = "stage2_s"):
+    """Stage 2 (LoRA, soft prompt frozen); saves base + adapter into ``out`` and returns the trained model and the
+    stage's cost (``training_cost``). With a prompter without soft prompt it is the no-soft-prompt ablation."""
     # the distilled base (backbone + frozen soft prompt) is the PEFT base of the adapter written next to it
     model.name_or_path = str(out.resolve())
     if int(os.environ.get("RANK", "0")) == 0:
@@ -240,7 +270,8 @@ def train_stage2(args, model, tok, prompter, teacher, ds, out: Path, timings: di
                                processing_class=tok)
     resume = get_last_checkpoint(str(s2_dir)) if args.resume_from_checkpoint and s2_dir.exists() else None
     trainer.train(resume_from_checkpoint=resume)
-    timings["stage2_s"] = round(time.time() - t0, 1)
+    timings[timing_key] = round(time.time() - t0, 1)
+    cost = training_cost(trainer)
     peft_model = trainer.model
     sharded = trainer.is_fsdp_enabled
     # FSDP shards the adapter: every rank takes part in gathering it, rank 0 writes it
@@ -254,7 +285,7 @@ def train_stage2(args, model, tok, prompter, teacher, ds, out: Path, timings: di
     if sharded:  # rank the users with the saved, whole model on every rank
         model = load_delrec(out, args.dtype)
     decompile_decoder_layers(model)  # ranking gains nothing from them and would compile a no-grad graph
-    return model
+    return model, cost
 
 
 def new_delrec(args, teacher, ds):
@@ -286,8 +317,9 @@ def ranking_prompts(prompter, teacher, args):
 
 
 def rank_llm_row(table, label, model_type, model, tok, prompter, teacher, args, eval_rows, val_rows, timings,
-                 timing_key):
-    """Rank ``eval_rows`` with an LLM (length normalisation fixed or chosen on ``val_rows``) into ``table``."""
+                 timing_key, cost: dict | None = None):
+    """Rank ``eval_rows`` with an LLM (length normalisation fixed or chosen on ``val_rows``) into ``table``;
+    ``cost``: the row's training cost (``train_s``, ``train_tokens``)."""
     scorer = LikelihoodScorer(model, tok, ranking_prompts(prompter, teacher, args), prompter.catalog.title,
                               batch_size=args.eval_batch_size, progress=not args.disable_tqdm)
     extra = {}
@@ -301,7 +333,21 @@ def rank_llm_row(table, label, model_type, model, tok, prompter, teacher, args, 
     logger.info("ranking %d users x %d candidates with %s", len(eval_rows), args.num_candidates, label)
     metrics = evaluate_scorer(scorer, eval_rows, "candidates", batch_size=256, progress=False)
     timings[timing_key] = round(scorer.seconds, 1)
-    return table.add(label, model_type, metrics, len(eval_rows), length_normalize=scorer.length_normalize, **extra)
+    return table.add(label, model_type, metrics, len(eval_rows), length_normalize=scorer.length_normalize,
+                     **extra, **(cost or {}))
+
+
+UNTRAINED_COST = {"train_s": 0.0, "train_tokens": 0}
+COST_FILE = "delrec_training_cost.json"  # the final model's cost, so a rerun that re-ranks it reports it too
+
+
+def summed_cost(*costs: dict) -> dict:
+    """The cost of a row trained in several stages (a stage whose cost is unknown makes the sum unknown)."""
+    out = {}
+    for key in ("train_s", "train_tokens"):
+        values = [c.get(key) for c in costs]
+        out[key] = None if any(v is None for v in values) else round(sum(values), 1) if key == "train_s" else sum(values)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -327,10 +373,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     model, tok = new_delrec(args, teacher, ds)
     backbone_label = Path(str(model.config.backbone_name_or_path or "LLM")).name
-    prompter = DELRecPrompter(tok, ItemCatalog.from_items(ds.item_table), domain=args.domain or ds.domain,
-                              teacher_name=teacher_name, num_virtual_tokens=args.num_virtual_tokens,
+    prompter = DELRecPrompter(tok, ItemCatalog.from_items(ds.item_table, title_style=args.item_titles),
+                              domain=args.domain or ds.domain, teacher_name=teacher_name,
+                              num_virtual_tokens=args.num_virtual_tokens,
                               soft_prompt_token=model.config.soft_prompt_token, max_history=args.max_history,
-                              show_candidates=args.show_candidates)
+                              show_candidates=args.show_candidates, teacher_hints=args.prompt_hints != "none")
     zero_shot_prompter = dataclasses.replace(prompter, num_virtual_tokens=0, _completion_cache={})
 
     # the same users and candidate lists for every row; validation users of the same number pick normalisations
@@ -341,40 +388,58 @@ def main(argv: list[str] | None = None) -> dict:
     table = RankingTable(ds.name, args.eval_split, args.num_candidates, args.split_seed, command)
     n = len(eval_rows)
 
-    def rank(label, model_type, m, p, timing_key):
+    def rank(label, model_type, m, p, timing_key, cost=None):
         return rank_llm_row(table, label, model_type, m, tok, p, teacher, args, eval_rows, val_rows, timings,
-                            timing_key)
+                            timing_key, cost)
 
     if args.baselines:
         table.add("popularity", "popularity",
                   evaluate_scorer(popularity_scorer(ds["train"], ds.num_items), eval_rows, "candidates",
-                                  progress=False), n)
+                                  progress=False), n, baseline=True)
         table.add(f"{teacher_name} (teacher)", teacher.config.model_type,
-                  evaluate_scorer(sr_model_scorer(teacher), eval_rows, "candidates", progress=False), n)
+                  evaluate_scorer(sr_model_scorer(teacher), eval_rows, "candidates", progress=False), n,
+                  baseline=True)
         if not final_done and args.zero_shot:
-            rank(f"zero-shot LLM ({backbone_label})", "llm-zero-shot", model, zero_shot_prompter, "rank_zero_shot_s")
+            # the zero-shot prompt is DELRec's minus the soft prompt: it shows the teacher's top-k when DELRec's does
+            hint = f", with {teacher_name} top-{args.teacher_top_k} hint" if prompter.teacher_hints else ""
+            rank(f"zero-shot LLM ({backbone_label}){hint}", "llm-zero-shot", model, zero_shot_prompter,
+                 "rank_zero_shot_s", UNTRAINED_COST)
         if not final_done:
-            rank("DELRec, untrained soft prompt", "delrec-untrained", model, prompter, "rank_untrained_s")
+            rank("DELRec, untrained soft prompt", "delrec-untrained", model, prompter, "rank_untrained_s",
+                 UNTRAINED_COST)
 
+    stage1_cost = stage2_cost = None
     if args.stages in ("1", "both") and not final_done:
-        model = train_stage1(args, model, tok, prompter, teacher, ds, out, timings)
+        model, stage1_cost = train_stage1(args, model, tok, prompter, teacher, ds, out, timings)
     elif args.stages == "2" and not final_done:
         model.load_soft_prompt(out / "stage1")
+        marker = out / "stage1" / "stage1_done.json"
+        stage1_cost = (json.loads(marker.read_text()).get("cost") if marker.exists() else None) or \
+            {"train_s": None, "train_tokens": None}
     if args.stages in ("2", "both") and not final_done:
-        model = train_stage2(args, model, tok, prompter, teacher, ds, out, timings)
+        model, stage2_cost = train_stage2(args, model, tok, prompter, teacher, ds, out, timings)
+        delrec_cost = summed_cost(stage1_cost, stage2_cost)
+        if int(os.environ.get("RANK", "0")) == 0:
+            atomic_write_json(out / COST_FILE, {"stage1": stage1_cost, "stage2": stage2_cost, "row": delrec_cost})
     elif final_done:
         model = load_delrec(out, args.dtype)
+        delrec_cost = json.loads((out / COST_FILE).read_text())["row"] if (out / COST_FILE).exists() else \
+            {"train_s": None, "train_tokens": None}
 
     final = {}
     if args.stages in ("2", "both", "eval"):
-        final = rank("DELRec", "delrec", model, prompter, "rank_delrec_s")
+        final = rank("DELRec", "delrec", model, prompter, "rank_delrec_s", delrec_cost)
         if int(os.environ.get("RANK", "0")) == 0:
             save_recommender_info(out, args, teacher_dir, ds, table.records[-1]["length_normalize"])
         if args.generate_then_match:
             scorer = GenerateThenMatchScorer(model, tok, ranking_prompts(prompter, teacher, args),
                                              prompter.catalog.title, batch_size=args.eval_batch_size)
             metrics = evaluate_scorer(scorer, eval_rows, "candidates", progress=False)
-            table.add("DELRec, generate-then-match", "delrec", {**metrics, "valid_ratio": scorer.valid_ratio}, n)
+            metrics["valid_ratio"] = scorer.valid_ratio  # in place: the per-user ranks stay with the metrics
+            table.add("DELRec, generate-then-match", "delrec", metrics, n, **delrec_cost)
+        if args.ablation_no_soft_prompt:
+            del model
+            rank_without_soft_prompt(args, teacher, ds, zero_shot_prompter, out, timings, rank)
     rank_saved_runs(table, args.compare_with, eval_rows, data_dir=args.data_dir)
     timings["total_s"] = round(time.time() - t_start, 1)
     header = (f"DELRec on {ds.name} ({args.eval_split}, {args.num_candidates} candidates, backbone {backbone_label}, "
@@ -385,6 +450,23 @@ def main(argv: list[str] | None = None) -> dict:
     return {label: metrics for label, _, metrics in table.rows} | {"timings": timings, "final": final}
 
 
+def rank_without_soft_prompt(args, teacher, ds, zero_shot_prompter, out: Path, timings: dict, rank) -> dict:
+    """The ablation row: stage 2 alone (LoRA on DELRec's prompt minus the soft-prompt placeholders, the same rows and
+    settings) on a fresh backbone, saved in ``out/no_soft_prompt`` (reloaded and re-ranked when already there)."""
+    folder = out / "no_soft_prompt"
+    if (folder / "adapter_config.json").exists() and (folder / COST_FILE).exists():
+        logger.info("%s already holds the no-soft-prompt ablation: evaluating it, not retraining", folder)
+        model, cost = load_delrec(folder, args.dtype), json.loads((folder / COST_FILE).read_text())["row"]
+    else:  # the prompter's tokenizer is the run's: the same backbone tokenizer with the same placeholder token
+        model = new_delrec(args, teacher, ds)[0]
+        model, cost = train_stage2(args, model, zero_shot_prompter.tokenizer, zero_shot_prompter, teacher, ds, folder,
+                                   timings, timing_key="stage2_no_soft_prompt_s")
+        if int(os.environ.get("RANK", "0")) == 0:
+            atomic_write_json(folder / COST_FILE, {"row": cost})
+    return rank("DELRec, stage 2 without soft prompt (LoRA only)", "delrec-no-soft-prompt", model,
+                zero_shot_prompter, "rank_no_soft_prompt_s", cost)
+
+
 def save_recommender_info(out: Path, args, teacher_dir: Path, ds, length_normalize: float) -> None:
     """What ``pipeline("next-item-recommendation", model=out)`` needs besides the weights: the dataset the items
     come from and the teacher whose top-k the prompts show (copied next to the model: an SR model is small)."""
@@ -393,7 +475,8 @@ def save_recommender_info(out: Path, args, teacher_dir: Path, ds, length_normali
                            num_candidates=args.num_candidates, teacher="teacher", max_history=args.max_history,
                            teacher_top_k=args.teacher_top_k, teacher_topk_scope=args.teacher_topk_scope,
                            show_candidates=args.show_candidates, domain=args.domain or ds.domain,
-                           length_normalize=length_normalize)
+                           length_normalize=length_normalize, prompt_hints=args.prompt_hints,
+                           item_titles=args.item_titles)
 
 
 __all__ = ["DELRecScriptArguments", "PRESETS", "main", "make_parser"]
