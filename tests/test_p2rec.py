@@ -13,7 +13,8 @@ from transformers import AutoConfig, AutoModel, pipeline
 
 import hfrec  # noqa: F401  registers the SR models and the pipeline task
 import hfrec.models.p2rec  # noqa: F401  registers "p2rec" with the Auto classes
-from hfrec.benchmark import BENCHMARK_ROWS, BenchmarkContext, format_table
+from hfrec.benchmark import add_method_records
+from hfrec.benchmark_table import BenchmarkTable
 from hfrec.data import load_benchmark
 from hfrec.methods.common.prompts import ItemCatalog
 from hfrec.methods.p2rec import embeddings as embeddings_module
@@ -31,7 +32,6 @@ from hfrec.methods.p2rec.sr_models import train_sr_job
 from hfrec.methods.p2rec.trainer import PreferenceParserTrainer
 from hfrec.models import SR_MODELS
 from hfrec.models.p2rec import P2RecConfig, PreferenceParserLM
-from hfrec.registry import MethodSpec
 from hfrec.trainers.sr_config import SRTrainingConfig
 from hfrec.trainers.sr_trainer import SRTrainer
 # the registry-wide test's tiny teacher + backbone, and its shared flags exactly as it passes them
@@ -449,21 +449,17 @@ def test_script_trains_saves_and_a_rerun_reproduces_the_metrics(tiny_setup, monk
         assert again[label] == pytest.approx(record["metrics"], abs=1e-6)
     with pytest.raises(ValueError, match="other training settings.*num_categories"):
         p2rec_main([*argv, "--num_categories", "5"])
-    # hfrec benchmark's P2Rec row reads these records: one row per model, both protocols
-    bench = tiny_setup["root"] / "bench"
-    bench.mkdir()
-    (bench / "p2rec").symlink_to(out)
-    monkeypatch.setattr(MethodSpec, "run", lambda self, argv: {})  # the run above stands in for the benchmark's
+    # hfrec benchmark's table reads these records: one row per model with its full ranking, the baselines left out
     ds = load_benchmark("atomic", data_dir=str(tiny_setup["data"]), num_candidates=10)
-    ctx = BenchmarkContext(ds, bench, 42, "cpu", results={"sasrec": {}})
-    ctx.results["p2rec"] = BENCHMARK_ROWS["p2rec"][1](ctx)
-    row = ctx.results["p2rec"]["SASRec + P2Rec embeddings (seed 2020)"]
-    assert row == {"users": 8, "candidates": enhanced["metrics"],
-                   "full": by_key["SASRec + P2Rec embeddings (seed 2020)", "full"]["metrics"]}
-    printed = format_table(ctx).split("P2Rec run")[1].split("Every test user")[0]
-    assert f"| SASRec + P2Rec embeddings (seed 2020) | 8 | {enhanced['metrics']['HR@1']:.4f} |" in printed
-    assert len([line for line in printed.splitlines() if line.startswith("| ") and " 8 |" in line]) == 4
-    assert "full ranking" not in printed  # popularity, teacher, scratch, enhanced: full NDCG@10 in their column
+    table = BenchmarkTable.for_rows(ds["test"].select(range(8)), ds.name, 10, 42)
+    rows = {row.label: row for row in add_method_records(table, "p2rec", records)}
+    assert sorted(rows) == ["P2Rec: SASRec + P2Rec embeddings (seed 2020)", "P2Rec: SASRec from scratch (seed 2020)"]
+    row = rows["P2Rec: SASRec + P2Rec embeddings (seed 2020)"]
+    assert row.metrics() == pytest.approx(enhanced["metrics"], abs=1e-6)
+    assert row.full_metrics() == pytest.approx(by_key["SASRec + P2Rec embeddings (seed 2020)", "full"]["metrics"],
+                                               abs=1e-6)
+    assert row.train_s > parser["train_s"] and row.train_tokens == parser["tokens_trained"]  # SR + parser SFT
+    assert 0 < rows["P2Rec: SASRec from scratch (seed 2020)"].train_s < row.train_s
 
 
 def test_script_instance_level_two_sr_models_seeds_and_the_sft_cost_comparison(tiny_setup):

@@ -67,7 +67,8 @@ from .categories import teacher_item_categories
 from .config import PreferenceParserSFTConfig
 from .data import SFTLevel, build_parser_examples, uncapped_cost
 from .embeddings import EMBEDDING_MODES, EMBEDDING_SCALES, item_embedding_table
-from .sr_models import is_saved_model, load_sr_model, sr_folders, train_sr_job, train_sr_jobs_in_processes
+from .sr_models import (is_saved_model, load_sr_model, sr_folders, sr_training_seconds, train_sr_job,
+                        train_sr_jobs_in_processes)
 from .prompts import PROMPT_VERSION, PreferencePrompter
 from .trainer import PreferenceParserTrainer
 
@@ -411,6 +412,16 @@ def add_mean_rows(table: RankingTable, labels: list[str], label: str, model_type
         mark_full_ranking(table, full_method)
 
 
+def cost_of(folder: Path, parser: dict | None) -> dict:
+    """``train_s`` / ``train_tokens`` of the SR model in ``folder``: its own training seconds, plus the parser SFT's
+    seconds and tokens when its item table came from the parser (``parser``: the parser's training record)."""
+    seconds = sr_training_seconds(folder)
+    if parser is None:
+        return {"train_s": seconds}
+    return {"train_s": None if seconds is None or parser.get("train_s") is None else round(seconds + parser["train_s"], 1),
+            "train_tokens": parser.get("tokens_trained")}
+
+
 def rank_models(args, ds, teacher, models: dict, out: Path, command: str) -> RankingTable:
     """Popularity, the teacher and, per SR model type, both SR models of every seed on the same users: the stored
     candidates, then full ranking of the SR models (and mean rows over several seeds). P2Rec's rows carry the
@@ -420,14 +431,20 @@ def rank_models(args, ds, teacher, models: dict, out: Path, command: str) -> Ran
         eval_rows = eval_rows.select(range(min(args.eval_users, len(eval_rows))))
     n = len(eval_rows)
     table = RankingTable(ds.name, args.eval_split, args.num_candidates, args.split_seed, command)
+    # baseline rows: hfrec benchmark ranks popularity and the teacher itself and skips these
     table.add("popularity", "popularity",
-              evaluate_scorer(popularity_scorer(ds["train"], ds.num_items), eval_rows, "candidates", progress=False), n)
+              evaluate_scorer(popularity_scorer(ds["train"], ds.num_items), eval_rows, "candidates", progress=False), n,
+              baseline=True)
     table.add(f"{teacher_display_name(teacher)} (teacher)", teacher.config.model_type,
-              evaluate_sr_model(teacher, eval_rows, "candidates", args.eval_batch_size, progress=False), n)
+              evaluate_sr_model(teacher, eval_rows, "candidates", args.eval_batch_size, progress=False), n,
+              baseline=True)
     stats_path = out / "parser" / PARSER_STATS_NAME
     parser = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.exists() else None
     for sr_model, per_seed in models.items():
         sr_name = SR_LABELS[sr_model]
+        # each row's training cost: its SR model's training, plus the parser's SFT for the enhanced model
+        costs = {seed: (cost_of(scratch_dir, None), cost_of(enhanced_dir, parser))
+                 for seed, scratch_dir, enhanced_dir in sr_folders(out, args.seeds(), sr_model, args.sr_model_types())}
         kinds = ((f"{sr_name} from scratch", sr_model, {}),
                  (f"{sr_name} + P2Rec embeddings", "p2rec", {"parser": parser, "sr_model": sr_model}))
         for protocol, suffix in (("candidates", ""), ("full", ", full ranking")):
@@ -437,7 +454,7 @@ def rank_models(args, ds, teacher, models: dict, out: Path, command: str) -> Ran
                 for seed, *pair in per_seed:  # pair = (scratch, enhanced)
                     labels.append(f"{name} (seed {seed}){suffix}")
                     metrics = evaluate_sr_model(pair[index], eval_rows, protocol, args.eval_batch_size, progress=False)
-                    table.add(labels[-1], model_type, metrics, n, train_seed=seed, **extra)
+                    table.add(labels[-1], model_type, metrics, n, train_seed=seed, **costs[seed][index], **extra)
                     if full:
                         mark_full_ranking(table, f"{name} (seed {seed})")
                 if len(per_seed) > 1:

@@ -54,16 +54,24 @@ def train_sr_model(args, ds, sr_model: str, seed: int, folder: Path, work: Path,
               **json.loads(args.sr_args)}
     trainer = SRTrainer(model=model, args=SRTrainingConfig(**config), train_dataset=ds["train"],
                         eval_dataset=ds["validation"])
+    started = time.perf_counter()
     trainer.train()
+    train_s = round(time.perf_counter() - started, 1)
     model = trainer.accelerator.unwrap_model(trainer.model)
     if trainer.is_world_process_zero():
         save_into(folder, model.save_pretrained)
         atomic_write_json(folder / "p2rec_sr_training.json", {
-            "seed": seed, "epochs": trainer.state.epoch, "item_table": loaded or None,
+            "seed": seed, "epochs": trainer.state.epoch, "train_s": train_s, "item_table": loaded or None,
             "best_validation": {trainer.args.metric_for_best_model: trainer.state.best_metric}})
         shutil.rmtree(work, ignore_errors=True)  # checkpoints: the model is saved
     trainer.accelerator.wait_for_everyone()
     return model.eval()
+
+
+def sr_training_seconds(folder: Path) -> float | None:
+    """The seconds the SR model in ``folder`` trained for (None for a folder saved before they were recorded)."""
+    path = folder / "p2rec_sr_training.json"
+    return json.loads(path.read_text(encoding="utf-8")).get("train_s") if path.is_file() else None
 
 
 def load_sr_model(folder: Path):
@@ -104,5 +112,5 @@ def train_sr_jobs_in_processes(args, jobs: list, table, out: Path) -> dict:
     return timings
 
 
-__all__ = ["is_saved_model", "load_sr_model", "sr_folders", "train_sr_job", "train_sr_jobs_in_processes",
+__all__ = ["is_saved_model", "load_sr_model", "sr_training_seconds", "sr_folders", "train_sr_job", "train_sr_jobs_in_processes",
            "train_sr_model"]
