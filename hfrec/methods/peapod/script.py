@@ -123,7 +123,7 @@ class PeaPODScriptArguments(MethodScriptArguments):
     compile_layers: bool | None = field(default=None, metadata={"help": "Compile decoder layers for training."})
     topn_candidates: int = field(default=100, metadata={"help": "Top-n list size: 1 positive + N-1 negatives "
                                                                 "(paper: 100), stored with the split."})
-    topn_users: int | None = field(default=None, metadata={"help": "Users ranked over top-n lists (unset: all)."})
+    topn_users: int | None = field(default=None, metadata={"help": "Users ranked over top-n lists (unset: all; 0: none)."})
     generative_users: int | None = field(default=None, metadata={"help": "Users ranked by constrained beam search "
                                                                         "over the catalogue (0: none)."})
     explanation_users: int | None = field(default=None, metadata={"help": "Test reviews explained (unset: all)."})
@@ -378,7 +378,8 @@ def main(argv: list[str] | None = None) -> dict:
         eval_rows = eval_rows.select(range(min(args.eval_users, len(eval_rows))))
         val_rows = val_rows.select(range(min(args.eval_users, len(val_rows))))
     topn_rows = ds100[args.eval_split] if ds100 is not None else ds[args.eval_split].select([])
-    topn_rows = topn_rows.select(range(min(args.topn_users or len(topn_rows), len(topn_rows))))
+    if args.topn_users is not None:  # None: every user; 0: no top-n ranking (the cpu preset)
+        topn_rows = topn_rows.select(range(min(args.topn_users, len(topn_rows))))
     n_gen = len(eval_rows) if args.generative_users is None else min(args.generative_users, len(eval_rows))
     gen_rows = eval_rows.select(range(n_gen))
     test_pairs = [(int(u), int(t)) for u, t in zip(ds[args.eval_split]["user_id"], ds[args.eval_split]["target"])
