@@ -6,14 +6,16 @@
     hfrec benchmark                       # the main job: every model on one table
     hfrec recommend runs/delrec --history "Star Wars (1977)" "Fargo (1996)" --top-k 5
 
-Errors of ordinary bad input (a missing file, a corrupt dataset, an unknown option value) print one line,
-``hfrec: error: ...``, and exit with status 2; ``--debug`` shows the traceback.
+Errors of ordinary bad input (a missing file, a corrupt dataset, an unknown option value), as hfrec reports them
+(its own error classes, and the sentences its own code raises), print one line, ``hfrec: error: ...``, and exit
+with status 2; ``--debug`` shows the traceback. Any other error is a bug and shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 EXAMPLES = {
@@ -113,8 +115,15 @@ def _recommend(args) -> int:
 
     from . import pipelines  # noqa: F401  registers the task
 
-    recommend = pipeline(pipelines.TASK, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
-                         revision=args.revision)
+    try:
+        recommend = pipeline(pipelines.TASK, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
+                             revision=args.revision)
+    except OSError as err:
+        if os.path.exists(args.model):
+            raise
+        raise UserError(f"{args.model!r} is not a folder here, and loading it as a Hub model id failed ({err}). Fix: "
+                        "pass the folder a `hfrec train` run wrote, or a Hub id (owner/name) that exists and is "
+                        "reachable.") from err
     inputs = {"history": args.history}
     if args.candidates:
         inputs["candidates"] = args.candidates
@@ -129,6 +138,16 @@ def _recommend(args) -> int:
 
 class UserError(Exception):
     """Ordinary bad input: reported as one line, no traceback."""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return value
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -187,7 +206,7 @@ def make_parser() -> argparse.ArgumentParser:
     rec.add_argument("--candidates", nargs="+", default=None,
                      help="items to rank (default: the whole catalogue for SR models; an LLM method reranks its "
                           "SR teacher's top items)")
-    rec.add_argument("--top-k", type=int, default=10, help="how many items to print")
+    rec.add_argument("--top-k", type=positive_int, default=10, help="how many items to print")
     rec.add_argument("--dataset", default=None, help="dataset of the items (default: the one the model was trained on)")
     rec.add_argument("--data-dir", default=None, help="folder of RecBole atomic files of that dataset")
     rec.add_argument("--revision", default=None, help="Hub revision")
@@ -209,11 +228,24 @@ def _add_optional_commands(commands) -> None:
             getattr(hub, name)(commands)
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    """hfrec's own errors and the standard ones bad input raises (messages name the problem and the fix)."""
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+INPUT_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+def is_input_error(err: BaseException) -> bool:
+    """Whether ``err`` reports bad input (one line) rather than a bug (a traceback): hfrec's own error classes, and
+    the standard input errors that hfrec's own code raised with a sentence that says what is wrong. The same class
+    raised inside another library, or without a message (``{}["key"]``), is not hfrec's report of bad input."""
     from .data import CorruptDataError, DataSourceError
 
-    return (UserError, CorruptDataError, DataSourceError, FileNotFoundError, ValueError, KeyError, OSError)
+    if isinstance(err, (UserError, CorruptDataError, DataSourceError)):
+        return True
+    if not isinstance(err, INPUT_ERRORS) or not err.args or not isinstance(err.args[0], str) or " " not in err.args[0]:
+        return False
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(PACKAGE_DIR + os.sep)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args, argv[2:])
         args = parser.parse_args(argv)
         return args.func(args)
-    except _expected_errors() as err:
-        if debug:
+    except Exception as err:
+        if debug or not is_input_error(err):
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"hfrec: error: {message}", file=sys.stderr)

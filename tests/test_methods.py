@@ -165,6 +165,24 @@ def test_cli_recommend_and_one_line_errors(tiny_setup, tmp_path, capsys):
         assert err.startswith("hfrec: error:") and message in err and "Traceback" not in err
     with pytest.raises(Exception):
         cli_main(["--debug", *cases[0][0]])  # --debug: the exception itself
+    missing = str(tmp_path / "no" / "such-run")
+    assert cli_main(["recommend", missing, "--history", "3"]) == 2
+    assert f"{missing!r} is not a folder here" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["recommend", str(tiny_setup["teacher"]), "--history", "3", "--top-k", "-3"])
+    assert "--top-k: must be a positive whole number, got '-3'" in capsys.readouterr().err
+
+
+def test_cli_shows_the_traceback_of_an_error_hfrec_did_not_raise(monkeypatch):
+    """A ValueError from outside hfrec's code is a bug, not bad input: it propagates instead of one line."""
+    import hfrec.cli
+
+    def broken(args):
+        raise ValueError("an internal failure in another library")
+
+    monkeypatch.setattr(hfrec.cli, "_data_stats", broken)
+    with pytest.raises(ValueError, match="internal failure"):
+        cli_main(["data", "stats", "ml-100k"])
 
 
 def run_example(script: str, *args, env=None) -> str:
