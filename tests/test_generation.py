@@ -198,3 +198,16 @@ def test_from_hub_fills_the_local_cache(lm, tok, tmp_path, hub_server):
     assert pulled.generate(PROMPTS, progress=False) == texts and local == texts[:1]
     assert spy.calls == 1
     assert not list((tmp_path / "b").glob(".tmp-*"))  # the download cache is gone
+
+
+@pytest.mark.parametrize("asked, expected", [({}, False), ({"use_kernels": True}, True)])
+def test_backbones_load_without_hub_kernels_unless_asked(tmp_path, asked, expected):
+    """With `kernels` installed transformers turns Hub kernels on and fetches them at the first train() on a GPU,
+    which fails offline (seen on the H100): hfrec's backbones leave them off unless the caller asks."""
+    pytest.importorskip("kernels")
+    from hfrec.methods.common.backbones import load_backbone
+
+    tiny_lm().save_pretrained(tmp_path)
+    tiny_tokenizer().save_pretrained(tmp_path)
+    model, _ = load_backbone(str(tmp_path), dtype="float32", **asked)
+    assert model.use_kernels is expected

@@ -168,7 +168,10 @@ def load_backbone(name_or_path: str | os.PathLike | None = None, dtype: torch.dt
     e.g. T5). ``None`` means the offline default causal LM (SmolLM2-135M-Instruct); ``dtype="auto"`` picks what the
     hardware does well (:func:`preferred_dtype`).
 
-    The tokenizer gets a pad token (the EOS token) when it has none, so batching works.
+    The tokenizer gets a pad token (the EOS token) when it has none, so batching works. Hub kernels are off unless
+    ``use_kernels=True`` is passed: with the ``kernels`` package installed (a transformers dependency) transformers
+    turns them on by default and fetches them from the Hub at the first ``model.train()`` on a GPU, which fails on
+    an offline machine.
     """
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -178,6 +181,7 @@ def load_backbone(name_or_path: str | os.PathLike | None = None, dtype: torch.dt
         raise ValueError("No encoder-decoder backbone is available offline: pass a T5 model id or folder")
     path = resolve_backbone(name_or_path)
     auto_class = AutoModelForCausalLM if kind == "causal" else AutoModelForSeq2SeqLM
+    kwargs.setdefault("use_kernels", False)
     model = auto_class.from_pretrained(path, dtype=resolve_dtype(dtype), **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:

@@ -202,7 +202,8 @@ def rank_saved_runs(table: RankingTable, folders: Sequence[str] | None, eval_row
             raise ValueError(f"--compare_with {folder} was trained with {theirs}, this run ranks {ours}: rerun one "
                              "of them with the same --dataset, --split_seed and --num_candidates")
         spec = get_method(info["method"])
-        model = (AutoModelForCausalLM if spec.llm else AutoModel).from_pretrained(str(folder))
+        # no Hub kernels: transformers fetches them at .eval() on a GPU when `kernels` is installed (offline: fails)
+        model = (AutoModelForCausalLM if spec.llm else AutoModel).from_pretrained(str(folder), use_kernels=False)
         if torch.cuda.is_available():
             model = model.cuda()
         elif model.dtype == torch.bfloat16 and not cpu_has_fast_bf16():
