@@ -15,9 +15,8 @@ Outputs: ``results.md`` (markdown), ``results.json`` (every row with its metrics
 
 from __future__ import annotations
 
+import io
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -27,7 +26,7 @@ import torch
 from .evaluation import rows_fingerprint
 from .methods.common.ranking import hit_rate_interval
 from .metrics import DEFAULT_KS, metrics_from_ranks
-from .utils import atomic_write_json, atomic_write_text
+from .utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 METRIC_COLUMNS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR@10")
 FULL_COLUMNS = ("HR@10", "NDCG@10")
@@ -247,19 +246,12 @@ class BenchmarkTable:
         ax2.grid(axis="x", alpha=0.3)
         fig.suptitle(f"{self.dataset}: every row on the same {self.num_users} test users", fontsize=10)
         fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+        buffer = io.BytesIO()
         try:
-            with os.fdopen(fd, "wb") as handle:
-                fig.savefig(handle, format="png", dpi=110)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            fig.savefig(buffer, format="png", dpi=110)
         finally:
             plt.close(fig)
-        return path
+        return atomic_write_bytes(path, buffer.getvalue())
 
     def save(self, output_dir, **context) -> str:
         """Write ``results.md``, ``results.json`` and ``results.png`` into ``output_dir``; returns the markdown."""

@@ -2,7 +2,9 @@
 
 import json
 import math
+import os
 import shlex
+import stat
 
 import pytest
 import torch
@@ -141,6 +143,10 @@ def test_table_files_chart_and_paired_test(tiny, tmp_path):
     png = (tmp_path / "results.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
     assert not list(tmp_path.glob(".results*"))  # no temp file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("results.md", "results.json", "results.png"):  # as open() would make them, not mkstemp's 0600
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [r["label"] for r in saved["rows"]] == ["Teacher", "Random"]
     teacher, rand = saved["rows"]
