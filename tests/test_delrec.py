@@ -19,6 +19,7 @@ from hfrec.methods.delrec.config import DELRecDistillConfig, DELRecSFTConfig
 from hfrec.methods.delrec.data import (TASK_RPS, TASK_TA, build_ranking_inputs, build_recommendation_examples,
                                         build_stage1_examples)
 from hfrec.methods.delrec.trainer import DELRecSFTTrainer, SoftPromptSRDistiller
+from test_methods import tiny_setup  # noqa: F401  (fixture: a tiny SASRec teacher and a tiny causal LM)
 from tiny_llm import tiny_lm, tiny_tokenizer  # tests/tiny_llm.py
 
 N_ITEMS = 30
@@ -435,29 +436,15 @@ def test_script_under_accelerate_two_processes(tiny_folder, tmp_path):
     assert set(recorded) >= {"popularity", "DELRec, untrained soft prompt", "DELRec"}
 
 
-@pytest.fixture(scope="module")
-def tiny_teacher_and_backbone(tiny_folder, tmp_path_factory):
-    from hfrec.trainers.train_sr import main as train_sr
-
-    root = tmp_path_factory.mktemp("delrec_tiny")
-    teacher, backbone = root / "teacher", root / "backbone"
-    train_sr(["--model", "sasrec", "--dataset", "atomic", "--data_dir", str(tiny_folder), "--output_dir", str(teacher),
-              "--num_candidates", "10", "--max_seq_length", "8", "--num_train_epochs", "2", "--disable_tqdm", "true",
-              "--model_kwargs", '{"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1}'])
-    tiny_lm(seed=1).save_pretrained(backbone)
-    tiny_tokenizer().save_pretrained(backbone)
-    return teacher, backbone
-
-
 @pytest.mark.parametrize("hints", ["teacher_topk", "none"])
-def test_script_rows_for_the_benchmark_table(tiny_folder, tiny_teacher_and_backbone, tmp_path, hints):
+def test_script_rows_for_the_benchmark_table(tiny_folder, tiny_setup, tmp_path, hints):  # noqa: F811
     """The records ``hfrec benchmark`` builds its one table from: baselines marked, every LLM row ranked on the same
     users and candidate lists with its per-user ranks, the cost of each row (0 for untrained rows, both stages for
     DELRec), the zero-shot label saying whether it saw the teacher's hint, and the no-soft-prompt ablation; a rerun
     on the folder re-ranks the saved models with their recorded costs."""
     from hfrec.methods.delrec.script import main
 
-    teacher, backbone = tiny_teacher_and_backbone
+    teacher, backbone = tiny_setup["teacher"], tiny_setup["backbone"]
     out = tmp_path / "delrec"
     argv = ["--preset", "cpu", "--dataset", "atomic", "--data_dir", str(tiny_folder), "--backbone", str(backbone),
             "--dtype", "float32", "--teacher_dir", str(teacher), "--output_dir", str(out), "--num_candidates", "10",
