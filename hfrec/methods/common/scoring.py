@@ -42,6 +42,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 
 __all__ = [
+    "answer_logits_at_segment_ends",
     "answer_token_ids",
     "base_model_of",
     "batch_row_inputs",
@@ -412,6 +413,24 @@ def answer_token_ids(tokenizer, answer_texts: Sequence[str]) -> list[int]:
     return ids
 
 
+def answer_logits_at_segment_ends(hidden: torch.Tensor, packed, head, answer_ids: Sequence[int],
+                                  cap: float | None = None) -> torch.Tensor:
+    """``(b, C, A)`` float32 logits of the answer tokens ``answer_ids`` at the last position of each packed candidate
+    segment (``packed.last``; rows of missing candidates read position 0: mask them with ``packed.last < 0``),
+    soft-capped as the model caps its logits. Shared by the yes/no ranking and LLM-TRSR's listwise training loss,
+    so both read the same logits."""
+    h = hidden.gather(1, packed.last.clamp(min=0)[..., None].expand(-1, -1, hidden.shape[-1]))  # (b, C, H)
+    rows = torch.tensor(list(answer_ids), device=h.device)
+    if type(head) is torch.nn.Linear:  # only the answer rows of the head: (b, C, A), never (b, C, V)
+        # in float32: two bf16 logits give P(yes) a few hundred distinct values, and the ties that follow
+        # count against the target
+        bias = head.bias[rows].float() if head.bias is not None else None
+        logits = torch.nn.functional.linear(h.float(), head.weight[rows].float(), bias)
+    else:  # a wrapped or quantized head (LoRA on lm_head, 4-bit): run it whole on these b*C rows only
+        logits = head(h.to(head.weight.dtype if head.weight.dtype.is_floating_point else h.dtype))[..., rows]
+    return _apply_softcap(logits.float(), cap)
+
+
 @torch.no_grad()
 def candidate_answer_probabilities(
     model,
@@ -458,18 +477,8 @@ def candidate_answer_probabilities(
     c_ids = [[cand_tok(t) for t in cands] for cands in candidate_texts]
 
     def first_answer_probability(hidden, packed, head, cap):
-        valid = packed.last >= 0
-        h = hidden.gather(1, packed.last.clamp(min=0)[..., None].expand(-1, -1, hidden.shape[-1]))  # (b, C, H)
-        rows = torch.tensor(answer_ids, device=h.device)
-        if type(head) is torch.nn.Linear:  # only the answer rows of the head: (b, C, A), never (b, C, V)
-            # in float32: two bf16 logits give P(yes) a few hundred distinct values, and the ties that follow
-            # count against the target
-            bias = head.bias[rows].float() if head.bias is not None else None
-            logits = torch.nn.functional.linear(h.float(), head.weight[rows].float(), bias)
-        else:  # a wrapped or quantized head (LoRA on lm_head, 4-bit): run it whole on these b*C rows only
-            logits = head(h.to(head.weight.dtype if head.weight.dtype.is_floating_point else h.dtype))[..., rows]
-        probs = _apply_softcap(logits.float(), cap).softmax(-1)[..., 0]
-        return (probs.masked_fill(~valid, float("-inf")),)
+        probs = answer_logits_at_segment_ends(hidden, packed, head, answer_ids, cap).softmax(-1)[..., 0]
+        return (probs.masked_fill(packed.last < 0, float("-inf")),)
 
     return _packed_scores(model, tokenizer, prompts, c_ids, batch_size, progress, "scoring answers",
                           first_answer_probability, row_inputs)[0]

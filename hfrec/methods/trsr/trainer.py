@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..common.scoring import _unwrap, answer_token_ids, pack_batch, pad_token_id
+from ..common.scoring import (_softcap, _unwrap, answer_logits_at_segment_ends, answer_token_ids, pack_batch,
+                              pad_token_id)
 from ..common.sft import HfrecSFTTrainer
 from .config import RankingLoss, TRSRSFTConfig
 from .prompts import ANSWERS
@@ -53,13 +54,7 @@ def packed_answer_margins(model, prompt_ids: list[list[int]], candidate_ids: lis
     hidden = backbone(input_ids=packed.input_ids, attention_mask=packed.mask, position_ids=packed.position_ids,
                       use_cache=False)
     hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
-    h = hidden.gather(1, packed.last.clamp(min=0)[..., None].expand(-1, -1, hidden.shape[-1]))  # (B, C, H)
-    rows = torch.tensor(answer_ids[:2], device=device)
-    if type(head) is torch.nn.Linear:  # the two answer rows only, in float32 as the ranking reads them
-        bias = head.bias[rows].float() if head.bias is not None else None
-        logits = torch.nn.functional.linear(h.float(), head.weight[rows].float(), bias)
-    else:
-        logits = head(h.to(dtype))[..., rows].float()
+    logits = answer_logits_at_segment_ends(hidden, packed, head, answer_ids[:2], _softcap(inner))
     margins = (logits[..., 0] - logits[..., 1]).masked_fill(packed.last < 0, float("-inf"))
     tokens = sum(len(p) + sum(map(len, c)) for p, c in zip(prompt_ids, candidate_ids))
     return margins, tokens
